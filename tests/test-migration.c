@@ -170,6 +170,8 @@ test_upgrade_v1 (Fixture       *f,
   g_assert_no_error (error);
   g_assert_nonnull (ndb);
   g_assert_cmpint (natter_db_get_schema_version (ndb), ==, NATTER_DB_SCHEMA_VERSION);
+  /* Nothing is left for a batch: the upgrade indexed every old row. */
+  g_assert_cmpuint (natter_db_get_index_pending (ndb), ==, 0);
 
   /* Old messages are found by full-text search, newest first. */
   hits = natter_db_search (ndb, "lantern", 0, 100, &error);
@@ -222,6 +224,12 @@ test_upgrade_v1 (Fixture       *f,
   db = raw_open (f->path);
   g_assert_cmpint (raw_int (db, "PRAGMA user_version"), ==, NATTER_DB_SCHEMA_VERSION);
   g_assert_cmpint (raw_int (db, "SELECT count(*) FROM messages"), ==, 51);
+  /* The upgrade indexed the old rows and set the mark; the new message
+   * was indexed by the search (and close) after it. */
+  g_assert_cmpint (raw_int (db, "SELECT indexed_to FROM messages_fts_progress"), ==,
+                   raw_int (db, "SELECT max (id) FROM messages"));
+  g_assert_cmpint (raw_int (db, "SELECT count(*) FROM sqlite_schema "
+                                "WHERE name = 'conversations_activity'"), ==, 0);
   sqlite3_exec (db, "DELETE FROM messages WHERE msg_id = 'msg_after_upgrade'", NULL, NULL, NULL);
   for (guint i = 0; i < G_N_ELEMENTS (v1_tables); i++)
     {

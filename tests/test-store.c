@@ -814,6 +814,8 @@ test_untrusted_rows (Fixture       *f,
   sqlite3 *raw = NULL;
 
   insert (f, "m1", c, NATTER_STORE_DIRECTION_IN, "hello", 1, 0);
+  /* The connection locks the file for as long as it is open. */
+  g_clear_pointer (&f->db, natter_db_close);
   g_assert_cmpint (sqlite3_open (f->path, &raw), ==, SQLITE_OK);
   g_assert_cmpint (sqlite3_exec (raw,
                                  "PRAGMA ignore_check_constraints = ON;"
@@ -821,6 +823,8 @@ test_untrusted_rows (Fixture       *f,
                                  "UPDATE conversations SET kind = 'weird';",
                                  NULL, NULL, NULL), ==, SQLITE_OK);
   sqlite3_close (raw);
+  f->db = natter_db_open (f->path, &error);
+  g_assert_no_error (error);
 
   page = natter_db_load_page (f->db, c, 0, 50, &error);
   g_assert_error (error, NATTER_STORE_ERROR, NATTER_STORE_ERROR_CORRUPT);
@@ -835,6 +839,256 @@ test_untrusted_rows (Fixture       *f,
   /* The damaged row is not overwritten by a state update either. */
   g_assert_true (natter_db_update_message_state (f->db, "m1", NATTER_STORE_MESSAGE_READ, NULL, &error));
   g_assert_no_error (error);
+}
+
+/* Deferred full-text indexing */
+
+static sqlite3 *
+raw_open (const char *path)
+{
+  sqlite3 *db = NULL;
+
+  g_assert_cmpint (sqlite3_open (path, &db), ==, SQLITE_OK);
+  return db;
+}
+
+static void
+raw_exec (sqlite3    *db,
+          const char *sql)
+{
+  char *errmsg = NULL;
+
+  if (sqlite3_exec (db, sql, NULL, NULL, &errmsg) != SQLITE_OK)
+    g_error ("%s: %s", sql, errmsg);
+}
+
+static gint64
+raw_int (sqlite3    *db,
+         const char *sql)
+{
+  sqlite3_stmt *stmt = NULL;
+  gint64 value;
+
+  g_assert_cmpint (sqlite3_prepare_v2 (db, sql, -1, &stmt, NULL), ==, SQLITE_OK);
+  g_assert_cmpint (sqlite3_step (stmt), ==, SQLITE_ROW);
+  value = sqlite3_column_int64 (stmt, 0);
+  sqlite3_finalize (stmt);
+  return value;
+}
+
+static char *
+raw_text (sqlite3    *db,
+          const char *sql)
+{
+  sqlite3_stmt *stmt = NULL;
+  char *value;
+
+  g_assert_cmpint (sqlite3_prepare_v2 (db, sql, -1, &stmt, NULL), ==, SQLITE_OK);
+  g_assert_cmpint (sqlite3_step (stmt), ==, SQLITE_ROW);
+  value = g_strdup ((const char *) sqlite3_column_text (stmt, 0));
+  sqlite3_finalize (stmt);
+  return value;
+}
+
+/* For a closed database with nothing pending: the index holds exactly what
+ * the messages say.  FTS5's integrity-check does not compare an external-
+ * content index with its table (SQLite 3.40), so every (term, row,
+ * offset) of the index is also compared with an index rebuilt from the
+ * table. */
+static void
+assert_index_matches_content (const char *path)
+{
+  static const char instances[] =
+    "SELECT coalesce (group_concat (term || ':' || doc || ':' || offset, ' '), '') "
+    "FROM (SELECT term, doc, offset FROM temp.instances ORDER BY doc, offset, term)";
+  sqlite3 *db = raw_open (path);
+  g_autofree char *indexed = NULL;
+  g_autofree char *rebuilt = NULL;
+
+  g_assert_cmpint (raw_int (db, "SELECT indexed_to FROM messages_fts_progress"), >=,
+                   raw_int (db, "SELECT coalesce (max (id), 0) FROM messages"));
+  raw_exec (db, "INSERT INTO messages_fts (messages_fts) VALUES ('integrity-check')");
+  raw_exec (db, "CREATE VIRTUAL TABLE temp.instances USING fts5vocab (main, messages_fts, 'instance')");
+  indexed = raw_text (db, instances);
+  raw_exec (db, "BEGIN; INSERT INTO messages_fts (messages_fts) VALUES ('rebuild')");
+  rebuilt = raw_text (db, instances);
+  raw_exec (db, "ROLLBACK");
+  g_assert_cmpstr (indexed, ==, rebuilt);
+  sqlite3_close (db);
+}
+
+/* Copies the database as a crash would leave it: what was committed is in
+ * the main file and the WAL, and nothing ran after. */
+static void
+copy_as_crashed (const char *from,
+                 const char *to)
+{
+  static const char * const suffixes[] = { "", "-wal" };
+
+  for (guint i = 0; i < G_N_ELEMENTS (suffixes); i++)
+    {
+      g_autoptr(GError) error = NULL;
+      g_autofree char *src = g_strconcat (from, suffixes[i], NULL);
+      g_autofree char *dst = g_strconcat (to, suffixes[i], NULL);
+      g_autofree char *contents = NULL;
+      gsize len;
+
+      g_file_get_contents (src, &contents, &len, &error);
+      g_assert_no_error (error);
+      g_file_set_contents (dst, contents, len, &error);
+      g_assert_no_error (error);
+    }
+}
+
+static void
+test_index_deferred (Fixture       *f,
+                     gconstpointer  data)
+{
+  g_autoptr(GError) error = NULL;
+  g_autoptr(GPtrArray) batch =
+    g_ptr_array_new_with_free_func ((GDestroyNotify) natter_store_message_free);
+  gint64 c = direct_conversation (f, PEER_A);
+  gint64 first_deadline;
+  gint64 before;
+  guint n_new = 0;
+  sqlite3 *raw;
+
+  /* Stored and acknowledged at once, indexed later... */
+  before = g_get_monotonic_time ();
+  insert (f, "m1", c, NATTER_STORE_DIRECTION_IN, "a lantern by the door", 1, 0);
+  g_assert_cmpuint (natter_db_get_index_pending (f->db), ==, 1);
+  first_deadline = natter_db_get_index_deadline (f->db);
+  g_assert_cmpint (first_deadline, >=, before + NATTER_DB_INDEX_DELAY_MS * G_TIME_SPAN_MILLISECOND);
+  g_assert_cmpint (first_deadline, <=, g_get_monotonic_time () +
+                   NATTER_DB_INDEX_DELAY_MS * G_TIME_SPAN_MILLISECOND);
+
+  /* ...but a search right after the insert finds it: it indexes first. */
+  g_assert_cmpuint (search_count (f, "lantern", 0), ==, 1);
+  g_assert_cmpuint (natter_db_get_index_pending (f->db), ==, 0);
+  g_assert_cmpint (natter_db_get_index_deadline (f->db), ==, 0);
+  g_assert_true (natter_db_flush_index (f->db, &error));
+  g_assert_no_error (error);
+
+  /* A full batch is due at once; until then the first row's delay holds. */
+  for (guint i = 1; i < NATTER_DB_INDEX_BATCH; i++)
+    {
+      g_autofree char *id = g_strdup_printf ("b%u", i);
+
+      insert (f, id, c, NATTER_STORE_DIRECTION_OUT, "batch words", 1 + i, 0);
+      if (i == 1)
+        first_deadline = natter_db_get_index_deadline (f->db);
+      g_assert_cmpint (natter_db_get_index_deadline (f->db), ==, first_deadline);
+    }
+  insert (f, "b_last", c, NATTER_STORE_DIRECTION_OUT, "batch words", 1000, 0);
+  g_assert_cmpuint (natter_db_get_index_pending (f->db), ==, NATTER_DB_INDEX_BATCH);
+  g_assert_cmpint (natter_db_get_index_deadline (f->db), <=, g_get_monotonic_time ());
+  g_assert_true (natter_db_flush_index (f->db, &error));
+  g_assert_no_error (error);
+  g_assert_cmpuint (natter_db_get_index_pending (f->db), ==, 0);
+  g_assert_cmpuint (search_count (f, "batch", 0), ==, NATTER_DB_INDEX_BATCH);
+
+  /* Several messages stored together are indexed in their transaction,
+   * with what was pending before them. */
+  insert (f, "p1", c, NATTER_STORE_DIRECTION_IN, "pending before the backlog", 2000, 0);
+  for (guint i = 0; i < 3; i++)
+    {
+      g_autofree char *id = g_strdup_printf ("backlog%u", i);
+
+      g_ptr_array_add (batch, make_message (id, c, NATTER_STORE_DIRECTION_IN,
+                                            "relayed backlog", 3000 + i, 0));
+    }
+  g_assert_true (natter_db_insert_messages (f->db, batch, &n_new, &error));
+  g_assert_no_error (error);
+  g_assert_cmpuint (n_new, ==, 3);
+  g_assert_cmpuint (natter_db_get_index_pending (f->db), ==, 0);
+  g_assert_cmpuint (search_count (f, "backlog", 0), ==, 4);
+
+  /* Closing indexes what is pending. */
+  insert (f, "last", c, NATTER_STORE_DIRECTION_IN, "written just before closing", 4000, 0);
+  g_clear_pointer (&f->db, natter_db_close);
+  raw = raw_open (f->path);
+  g_assert_cmpint (raw_int (raw, "SELECT count(*) FROM messages_fts WHERE messages_fts MATCH 'closing'"), ==, 1);
+  sqlite3_close (raw);
+  assert_index_matches_content (f->path);
+}
+
+/* A crash between a message's commit and its batch: the next open indexes
+ * it.  Rows changed meanwhile, indexed or not, leave the index exact. */
+static void
+test_index_crash (Fixture       *f,
+                  gconstpointer  data)
+{
+  g_autoptr(GError) error = NULL;
+  g_autofree char *crashed = g_build_filename (f->dir, "crashed.db", NULL);
+  g_autoptr(NatterDb) reopened = NULL;
+  g_autoptr(GPtrArray) hits = NULL;
+  gint64 c = direct_conversation (f, PEER_A);
+  gint64 mark;
+  sqlite3 *raw;
+
+  insert (f, "i1", c, NATTER_STORE_DIRECTION_IN, "indexed first words", 1, 0);
+  insert (f, "i2", c, NATTER_STORE_DIRECTION_IN, "indexed second words", 2, 0);
+  insert (f, "i3", c, NATTER_STORE_DIRECTION_IN, "indexed third words", 3, 0);
+  insert (f, "i4", c, NATTER_STORE_DIRECTION_IN, "indexed fourth words", 4, 0);
+  g_assert_true (natter_db_flush_index (f->db, &error));
+  g_assert_no_error (error);
+  mark = insert (f, "p1", c, NATTER_STORE_DIRECTION_IN, "pending first words", 5, 0) - 1;
+  insert (f, "p2", c, NATTER_STORE_DIRECTION_IN, "pending second words", 6, 0);
+  insert (f, "p3", c, NATTER_STORE_DIRECTION_IN, "pending third words", 7, 0);
+  insert (f, "p4", c, NATTER_STORE_DIRECTION_IN, "pending fourth words", 8, 0);
+  insert (f, "p5", c, NATTER_STORE_DIRECTION_IN, "pending fifth words", 9, 0);
+  g_assert_cmpuint (natter_db_get_index_pending (f->db), ==, 5);
+
+  copy_as_crashed (f->path, crashed);
+
+  /* What the crash left: five committed messages, not in the index. */
+  raw = raw_open (crashed);
+  g_assert_cmpint (raw_int (raw, "SELECT count(*) FROM messages"), ==, 9);
+  g_assert_cmpint (raw_int (raw, "SELECT indexed_to FROM messages_fts_progress"), ==, mark);
+  g_assert_cmpint (raw_int (raw, "SELECT count(*) FROM messages_fts WHERE messages_fts MATCH 'pending'"), ==, 0);
+  g_assert_cmpint (raw_int (raw, "SELECT count(*) FROM messages_fts WHERE messages_fts MATCH 'indexed'"), ==, 4);
+
+  /* Changes before the repair, through the triggers: */
+  raw_exec (raw,
+            /* indexed rows: the index follows */
+            "UPDATE messages SET body = 'indexed rewritten' WHERE msg_id = 'i1';"
+            "DELETE FROM messages WHERE msg_id = 'i2';"
+            /* pending rows: the index is not touched */
+            "UPDATE messages SET body = 'pending rewritten' WHERE msg_id = 'p1';"
+            "DELETE FROM messages WHERE msg_id = 'p2';"
+            /* an id moving above the mark leaves the index; one moving to
+             * or below it enters at once */
+            "UPDATE messages SET id = 100 WHERE msg_id = 'i3';"
+            "UPDATE messages SET id = (SELECT indexed_to FROM messages_fts_progress) - 1 "
+            "  WHERE msg_id = 'p3';"
+            /* a freed id at or below the mark is indexed at insert */
+            "INSERT INTO messages (id, msg_id, conversation_id, sender, direction, body, "
+            "  timestamp, state) VALUES (2, 'late', 1, 'x', 'in', 'late arrival words', 10, 'sent');");
+  g_assert_cmpint (raw_int (raw, "SELECT count(*) FROM messages_fts WHERE messages_fts MATCH 'late'"), ==, 1);
+  g_assert_cmpint (raw_int (raw, "SELECT count(*) FROM messages_fts WHERE messages_fts MATCH 'pending'"), ==, 1);
+  g_assert_cmpint (raw_int (raw, "SELECT indexed_to FROM messages_fts_progress"), ==, mark);
+  sqlite3_close (raw);
+
+  /* The next open indexes everything above the mark. */
+  reopened = natter_db_open (crashed, &error);
+  g_assert_no_error (error);
+  g_assert_cmpuint (natter_db_get_index_pending (reopened), ==, 0);
+  hits = natter_db_search (reopened, "pending", 0, 50, &error);
+  g_assert_no_error (error);
+  g_assert_cmpuint (hits->len, ==, 4);
+  g_clear_pointer (&hits, g_ptr_array_unref);
+  hits = natter_db_search (reopened, "rewritten", 0, 50, &error);
+  g_assert_no_error (error);
+  g_assert_cmpuint (hits->len, ==, 2);
+  g_clear_pointer (&hits, g_ptr_array_unref);
+  hits = natter_db_search (reopened, "words", 0, 50, &error);
+  g_assert_no_error (error);
+  /* i3 (moved to 100), i4, p3, p4, p5, late */
+  g_assert_cmpuint (hits->len, ==, 6);
+  g_assert_cmpint (((NatterStoreMessage *) hits->pdata[0])->id, ==, 100);
+  g_clear_pointer (&reopened, natter_db_close);
+
+  assert_index_matches_content (crashed);
 }
 
 /* The asynchronous store */
@@ -1335,6 +1589,107 @@ test_async_open_error (void)
   remove_dir (dir);
 }
 
+static gpointer
+run_get_index_pending (NatterDb  *db,
+                       gpointer   user_data,
+                       GError   **error)
+{
+  guint *pending = g_new (guint, 1);
+
+  *pending = natter_db_get_index_pending (db);
+  return pending;
+}
+
+static void
+on_result (GObject      *source,
+           GAsyncResult *result,
+           gpointer      user_data)
+{
+  GAsyncResult **out = user_data;
+
+  *out = g_object_ref (result);
+}
+
+/* Runs an operation's completion on this thread, synchronously. */
+static GAsyncResult *
+wait_result (GAsyncResult **slot)
+{
+  while (*slot == NULL)
+    g_main_context_iteration (NULL, TRUE);
+  return *slot;
+}
+
+/* With no search asking, the worker's timed wait indexes a new message
+ * within the delay. */
+static void
+test_async_index_timer (void)
+{
+  g_autoptr(GError) error = NULL;
+  g_autofree char *dir = g_dir_make_tmp ("natter-test-store-XXXXXX", &error);
+  g_autofree char *path = g_build_filename (dir, "timer.db", NULL);
+  NatterStore *store = natter_store_new (path);
+  g_autoptr(NatterStoreMessage) m = NULL;
+  g_autoptr(GAsyncResult) result = NULL;
+  g_autoptr(GPtrArray) hits = NULL;
+  gint64 conversation_id;
+  gint64 inserted_at;
+  gint64 indexed_at = 0;
+
+  natter_store_open_async (store, NULL, on_result, &result);
+  g_assert_true (natter_store_open_finish (store, wait_result (&result), &error));
+  g_assert_no_error (error);
+  g_clear_object (&result);
+  natter_store_ensure_conversation_async (store, NATTER_CONVERSATION_DIRECT, PEER_A, NULL,
+                                          NULL, on_result, &result);
+  conversation_id = natter_store_ensure_conversation_finish (store, wait_result (&result), &error);
+  g_assert_no_error (error);
+  g_clear_object (&result);
+
+  m = make_message ("timed", conversation_id, NATTER_STORE_DIRECTION_IN,
+                    "indexed by the timer", 1, 0);
+  natter_store_insert_message_async (store, m, NULL, on_result, &result);
+  g_assert_cmpint (natter_store_insert_message_finish (store, wait_result (&result), NULL, &error), >, 0);
+  g_assert_no_error (error);
+  g_clear_object (&result);
+  inserted_at = g_get_monotonic_time ();
+
+  /* Poll without searching (a search would index at once). */
+  while (indexed_at == 0)
+    {
+      g_autofree guint *pending = NULL;
+
+      natter_store_run_async (store, run_get_index_pending, NULL, NULL, g_free,
+                              NULL, on_result, &result);
+      pending = natter_store_run_finish (store, wait_result (&result), &error);
+      g_assert_no_error (error);
+      g_clear_object (&result);
+      if (*pending == 0)
+        indexed_at = g_get_monotonic_time ();
+      else
+        g_usleep (5 * G_TIME_SPAN_MILLISECOND);
+      /* The bound, with room for a loaded machine or a sanitizer. */
+      g_assert_cmpint (g_get_monotonic_time () - inserted_at, <,
+                       (NATTER_DB_INDEX_DELAY_MS + 2000) * G_TIME_SPAN_MILLISECOND);
+    }
+  g_test_message ("indexed %" G_GINT64_FORMAT " ms after the insert returned",
+                  (indexed_at - inserted_at) / G_TIME_SPAN_MILLISECOND);
+
+  natter_store_search_async (store, "timer", 0, 10, NULL, on_result, &result);
+  hits = natter_store_search_finish (store, wait_result (&result), &error);
+  g_assert_no_error (error);
+  g_assert_cmpuint (hits->len, ==, 1);
+  g_clear_object (&result);
+
+  /* The tasks' last references go on this context; then the worker
+   * closes the database. */
+  g_object_add_weak_pointer (G_OBJECT (store), (gpointer *) &store);
+  g_object_unref (store);
+  while (store != NULL)
+    g_main_context_iteration (NULL, TRUE);
+  assert_index_matches_content (path);
+  remove_dir (dir);
+}
+
 int
 main (int    argc,
       char **argv)
@@ -1357,12 +1712,15 @@ main (int    argc,
   ADD ("receipts", test_receipts);
   ADD ("groups-transfers", test_groups_transfers);
   ADD ("untrusted-rows", test_untrusted_rows);
+  ADD ("index-deferred", test_index_deferred);
+  ADD ("index-crash", test_index_crash);
 
 #undef ADD
 
   g_test_add_func ("/store/async/basic", test_async);
   g_test_add_func ("/store/async/close-pending", test_async_close_pending);
   g_test_add_func ("/store/async/open-error", test_async_open_error);
+  g_test_add_func ("/store/async/index-timer", test_async_index_timer);
 
   return g_test_run ();
 }

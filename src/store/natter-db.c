@@ -40,6 +40,9 @@ typedef enum
   STMT_MSG_COUNT_ALL,
   STMT_MSG_SEARCH,
   STMT_MSG_SEARCH_CONV,
+  STMT_FTS_COUNT_PENDING,
+  STMT_FTS_INDEX_PENDING,
+  STMT_FTS_ADVANCE,
   STMT_OUTBOX_ADD,
   STMT_OUTBOX_REMOVE,
   STMT_OUTBOX_RESCHEDULE,
@@ -155,6 +158,18 @@ static const char * const stmt_sql[N_STMTS] = {
     "JOIN messages m ON m.id = f.rowid "
     "WHERE messages_fts MATCH ?1 AND m.conversation_id = ?2 "
     "ORDER BY f.rowid DESC LIMIT ?3",
+  /* Deferred indexing (see natter-db-schema.c): the rows above the mark
+   * are indexed and the mark moves to the newest row, in one
+   * transaction. */
+  [STMT_FTS_COUNT_PENDING] =
+    "SELECT count(*) FROM messages "
+    "WHERE id > (SELECT indexed_to FROM messages_fts_progress)",
+  [STMT_FTS_INDEX_PENDING] =
+    "INSERT INTO messages_fts (rowid, body) SELECT id, body FROM messages "
+    "WHERE id > (SELECT indexed_to FROM messages_fts_progress) ORDER BY id",
+  [STMT_FTS_ADVANCE] =
+    "UPDATE messages_fts_progress SET indexed_to = (SELECT max (id) FROM messages) "
+    "WHERE indexed_to < (SELECT max (id) FROM messages)",
   [STMT_OUTBOX_ADD] =
     "INSERT INTO outbox (" OUTBOX_COLUMNS ") VALUES (?1, ?2, ?3, ?4, ?5, ?6) "
     "ON CONFLICT (msg_id, recipient) DO UPDATE SET wire = excluded.wire, "
@@ -233,6 +248,16 @@ struct _NatterDb
   sqlite3      *db;
   int           schema_version;
   sqlite3_stmt *stmts[N_STMTS];
+
+  /* Deferred indexing: messages committed by this connection and not yet
+   * in messages_fts (an upper bound: a row that got an id at or below the
+   * mark was indexed by its trigger), and the monotonic time (µs) at which
+   * they are due, 0 when none are pending. */
+  guint         index_pending;
+  gint64        index_due;
+  /* The last batch failed: wait for the delay before the next try, even
+   * when a full batch is pending, instead of retrying at every insert. */
+  gboolean      index_backoff;
 };
 
 /* A cached statement in use.  The cleanup resets it rather than finalizing
@@ -718,6 +743,155 @@ column_nonnull_text (NatterDbStmt  *stmt,
   return TRUE;
 }
 
+/* Deferred full-text indexing (see natter-db-schema.c) */
+
+/* Counts @n_new rows committed above the mark. */
+static void
+index_note_pending (NatterDb *self,
+                    guint     n_new)
+{
+  gint64 now;
+
+  if (n_new == 0)
+    return;
+
+  now = g_get_monotonic_time ();
+  if (self->index_pending == 0)
+    self->index_due = now + NATTER_DB_INDEX_DELAY_MS * G_TIME_SPAN_MILLISECOND;
+  self->index_pending = (guint) MIN ((guint64) self->index_pending + n_new, G_MAXUINT);
+  if (self->index_pending >= NATTER_DB_INDEX_BATCH && !self->index_backoff)
+    self->index_due = MIN (self->index_due, now);
+}
+
+/* Called once the rows above the mark are committed to the index. */
+static void
+index_note_done (NatterDb *self)
+{
+  self->index_pending = 0;
+  self->index_due = 0;
+  self->index_backoff = FALSE;
+}
+
+/* Indexes every row above the mark and moves the mark, inside the
+ * caller's transaction. */
+static gboolean
+index_pending_locked (NatterDb  *self,
+                      GError   **error)
+{
+  const char *what = "Could not update the search index";
+
+  return run_simple (self, STMT_FTS_INDEX_PENDING, what, error) &&
+         run_simple (self, STMT_FTS_ADVANCE, what, error);
+}
+
+/**
+ * natter_db_flush_index:
+ * @self: a connection
+ * @error: return location for a #GError
+ *
+ * Adds every message not yet in the full-text index to it, in one
+ * transaction.  Inserts leave that work to a later batch, so that a
+ * message costs one FTS5 segment write per batch instead of one per
+ * commit; natter_db_search() calls this first, and the store's worker
+ * calls it at natter_db_get_index_deadline().  On failure nothing is
+ * lost: the rows stay pending and the next flush, or the next open,
+ * indexes them.
+ *
+ * Returns: %TRUE on success, including when nothing was pending
+ */
+gboolean
+natter_db_flush_index (NatterDb  *self,
+                       GError   **error)
+{
+  g_return_val_if_fail (self != NULL, FALSE);
+
+  if (self->index_pending == 0)
+    return TRUE;
+
+  if (!tx_begin (self, error))
+    goto fail;
+  if (!index_pending_locked (self, error))
+    {
+      tx_rollback (self);
+      goto fail;
+    }
+  if (!tx_commit (self, error))
+    goto fail;
+
+  index_note_done (self);
+  return TRUE;
+
+fail:
+  self->index_backoff = TRUE;
+  self->index_due = g_get_monotonic_time () +
+                    NATTER_DB_INDEX_DELAY_MS * G_TIME_SPAN_MILLISECOND;
+  return FALSE;
+}
+
+/**
+ * natter_db_get_index_pending:
+ * @self: a connection
+ *
+ * Returns: how many stored messages may still be missing from the
+ *   full-text index (they are found by searches all the same)
+ */
+guint
+natter_db_get_index_pending (NatterDb *self)
+{
+  g_return_val_if_fail (self != NULL, 0);
+  return self->index_pending;
+}
+
+/**
+ * natter_db_get_index_deadline:
+ * @self: a connection
+ *
+ * When natter_db_flush_index() should run: %NATTER_DB_INDEX_DELAY_MS after
+ * the first message that is not indexed yet, or as soon as
+ * %NATTER_DB_INDEX_BATCH of them are pending.  After a failed flush, the
+ * delay again.
+ *
+ * Returns: a g_get_monotonic_time() value, possibly in the past, or 0
+ *   when nothing is pending
+ */
+gint64
+natter_db_get_index_deadline (NatterDb *self)
+{
+  g_return_val_if_fail (self != NULL, 0);
+  return self->index_due;
+}
+
+/* At open: rows committed above the mark by a process that stopped before
+ * its batch ran are indexed now. */
+static void
+index_repair (NatterDb *self)
+{
+  g_autoptr(GError) error = NULL;
+  gint64 pending = 0;
+
+  {
+    g_autoptr(NatterDbStmt) count = db_stmt (self, STMT_FTS_COUNT_PENDING, &error);
+
+    if (count != NULL &&
+        stmt_step (self, count, "Could not read the search index state", &error) == SQLITE_ROW)
+      pending = sqlite3_column_int64 (count, 0);
+  }
+
+  if (error == NULL && pending > 0)
+    {
+      index_note_pending (self, (guint) MIN (pending, G_MAXUINT));
+      natter_db_flush_index (self, &error);
+    }
+
+  /* Not fatal: the messages are stored, the worker retries the batch and a
+   * search reports the error rather than miss them. */
+  if (error != NULL)
+    {
+      g_warning ("Could not index stored messages for search: %s", error->message);
+      index_note_pending (self, 1);
+    }
+}
+
 /* Opening */
 
 /**
@@ -760,9 +934,15 @@ natter_db_open (const char  *path,
   sqlite3_db_config (self->db, SQLITE_DBCONFIG_DEFENSIVE, 1, NULL);
   sqlite3_busy_timeout (self->db, 5000);
 
-  /* The first statement reads the header: this is where a file that is
-   * not a database is noticed. */
-  if (!natter_db_exec (self->db, "PRAGMA journal_mode = WAL",
+  /* The profile lock lets one process at a time open the profile, and
+   * only the store's worker opens the database, so it is locked for as
+   * long as it is open: transactions then skip the file locks and the WAL
+   * index lives in memory, not in a shared -shm file.  This must come
+   * before the first access to the WAL.  The journal_mode statement reads
+   * the header: this is where a file that is not a database is noticed. */
+  if (!natter_db_exec (self->db,
+                       "PRAGMA locking_mode = EXCLUSIVE;"
+                       "PRAGMA journal_mode = WAL",
                        "Could not open the database", error) ||
       !natter_db_exec (self->db,
                        "PRAGMA synchronous = NORMAL;"
@@ -777,6 +957,8 @@ natter_db_open (const char  *path,
   if (!natter_db_schema_migrate (self->db, &self->schema_version, error))
     return NULL;
 
+  index_repair (self);
+
   return g_steal_pointer (&self);
 }
 
@@ -784,13 +966,21 @@ natter_db_open (const char  *path,
  * natter_db_close:
  * @self: (nullable): a connection
  *
- * Finalizes the cached statements and closes the connection.
+ * Indexes the messages still pending for search, finalizes the cached
+ * statements and closes the connection.
  */
 void
 natter_db_close (NatterDb *self)
 {
+  g_autoptr(GError) error = NULL;
+
   if (self == NULL)
     return;
+
+  /* A failure loses nothing: the next open indexes what is above the
+   * mark. */
+  if (self->db != NULL && !natter_db_flush_index (self, &error))
+    g_warning ("Could not index messages for search before closing: %s", error->message);
 
   for (guint i = 0; i < N_STMTS; i++)
     g_clear_pointer (&self->stmts[i], sqlite3_finalize);
@@ -1292,7 +1482,9 @@ insert_message_locked (NatterDb            *self,
  *
  * Stores a message in its own transaction, idempotently by msg_id, and
  * moves its conversation's last activity and unread count.  When this
- * returns %TRUE the message is on disk and may be acknowledged.
+ * returns %TRUE the message is on disk and may be acknowledged.  Its
+ * full-text index entry is written by a later natter_db_flush_index();
+ * natter_db_search() finds it in the meantime all the same.
  *
  * Returns: %TRUE on success; %NATTER_STORE_ERROR_CONSTRAINT for an unknown
  *   conversation
@@ -1319,6 +1511,7 @@ natter_db_insert_message (NatterDb            *self,
     }
   if (!tx_commit (self, error))
     return FALSE;
+  index_note_pending (self, is_new ? 1 : 0);
   if (was_new != NULL)
     *was_new = is_new;
   return TRUE;
@@ -1332,7 +1525,9 @@ natter_db_insert_message (NatterDb            *self,
  * @error: return location for a #GError
  *
  * Stores many messages in one transaction (a backlog handed over by a
- * relay, an import).  All or none are written.
+ * relay, an import).  All or none are written.  The same transaction
+ * indexes them for search, with any other pending messages: a big
+ * transaction writes one FTS5 segment whatever its size.
  *
  * Returns: %TRUE on success
  */
@@ -1364,8 +1559,16 @@ natter_db_insert_messages (NatterDb   *self,
         }
       count += is_new;
     }
+  if ((count > 0 || self->index_pending > 0) &&
+      !index_pending_locked (self, error))
+    {
+      tx_rollback (self);
+      return FALSE;
+    }
   if (!tx_commit (self, error))
     return FALSE;
+  if (count > 0 || self->index_pending > 0)
+    index_note_done (self);
   if (n_new != NULL)
     *n_new = count;
   return TRUE;
@@ -1709,7 +1912,9 @@ natter_db_build_match_query (const char *user_query)
  * @limit: the most results to return
  * @error: return location for a #GError
  *
- * Full-text search over message bodies, newest first.
+ * Full-text search over message bodies, newest first.  Messages whose
+ * index entries are still pending are indexed first, so every committed
+ * message is searched.
  *
  * Returns: (transfer full) (element-type NatterStoreMessage): the
  *   matches (possibly none), or %NULL on error
@@ -1729,6 +1934,10 @@ natter_db_search (NatterDb    *self,
   match = natter_db_build_match_query (query);
   if (match == NULL || limit == 0)
     return g_ptr_array_new_with_free_func ((GDestroyNotify) natter_store_message_free);
+
+  /* Never answer from an index that lacks committed messages. */
+  if (!natter_db_flush_index (self, error))
+    return NULL;
 
   if (conversation_id == 0)
     {

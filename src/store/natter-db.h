@@ -316,6 +316,19 @@ GPtrArray  *natter_db_search               (NatterDb             *self,
                                             GError              **error);
 char       *natter_db_build_match_query    (const char           *user_query);
 
+/* Deferred full-text indexing (see natter-db-schema.c): a message is
+ * indexed by the first batch after its insert, at the latest
+ * NATTER_DB_INDEX_DELAY_MS after the oldest pending one or as soon as
+ * NATTER_DB_INDEX_BATCH are pending; searches index pending messages
+ * first. */
+#define NATTER_DB_INDEX_BATCH     512
+#define NATTER_DB_INDEX_DELAY_MS  150
+
+gboolean    natter_db_flush_index          (NatterDb             *self,
+                                            GError              **error);
+guint       natter_db_get_index_pending    (NatterDb             *self);
+gint64      natter_db_get_index_deadline   (NatterDb             *self);
+
 /* Outbox */
 gboolean    natter_db_outbox_add           (NatterDb             *self,
                                             const NatterStoreOutboxEntry *entry,

@@ -25,6 +25,12 @@
  * queue.  Once it has started it runs to completion and reports what
  * really happened (check-cancellable is off): a message whose insert was
  * committed must be reported stored, so that it can be acknowledged.
+ *
+ * Between operations the worker also indexes new messages for search (see
+ * natter-db-schema.c): while some are pending it waits on the queue only
+ * until natter_db_get_index_deadline(), so a message becomes searchable
+ * by its batch within NATTER_DB_INDEX_DELAY_MS even when the store is
+ * otherwise idle, and at once for searches, which flush first.
  */
 
 typedef struct _Worker Worker;
@@ -111,6 +117,35 @@ release_task (gpointer data)
   return G_SOURCE_REMOVE;
 }
 
+/* Returns the next operation, or %NULL once the pending index batch is
+ * due (which this then runs). */
+static GTask *
+worker_next (Worker *worker)
+{
+  g_autoptr(GError) error = NULL;
+  gint64 deadline;
+  gint64 now;
+  GTask *task;
+
+  deadline = worker->db != NULL ? natter_db_get_index_deadline (worker->db) : 0;
+  if (deadline == 0)
+    return g_async_queue_pop (worker->queue);
+
+  now = g_get_monotonic_time ();
+  if (deadline > now)
+    {
+      task = g_async_queue_timeout_pop (worker->queue, (guint64) (deadline - now));
+      if (task != NULL)
+        return task;
+    }
+
+  /* The messages are committed and safe; a failed batch is retried after
+   * the delay, and searches report the error instead of missing them. */
+  if (!natter_db_flush_index (worker->db, &error))
+    g_warning ("Could not index new messages for search: %s", error->message);
+  return NULL;
+}
+
 static gpointer
 worker_main (gpointer data)
 {
@@ -118,10 +153,12 @@ worker_main (gpointer data)
 
   for (;;)
     {
-      GTask *task = g_async_queue_pop (worker->queue);
+      GTask *task = worker_next (worker);
       StoreOp *op;
       GSource *source;
 
+      if (task == NULL)
+        continue;
       if ((gpointer) task == QUIT_MARKER)
         break;
 

@@ -381,37 +381,50 @@ nt_up() {
     _nt_load "$state/env"
 }
 
+# _nt_alive PID: the process exists and is not a zombie.
+_nt_alive() {
+    local st
+    st=$(sed -n 's/^State:[[:space:]]*\([A-Z]\).*/\1/p' "/proc/$1/status" 2>/dev/null)
+    [[ -n $st && $st != Z && $st != X ]]
+}
+
 # nt_down [TAG]: remove everything a topology made: processes running inside
 # its namespaces (coturn first), the namespaces (their veths and bridge go with
 # them) and the temp dir.  Safe to call twice, and for a half-built topology.
 nt_down() {
-    local tag state r ns pids pid i
+    local tag state r ns pid i
+    local -a pids
     tag=${1:-${NATTER_NETNS_TAG:-}}
     [[ -z $tag ]] && return 0
     tag=$(_nt_cur_tag "$tag") || return 1
     state=$(_nt_state_dir "$tag")
 
     # coturn by its recorded pid (it runs in the public namespace, so the
-    # loop below would find it too).
+    # loop below would find it too), waiting until it has exited.
     if [[ -r $state/coturn.pid ]]; then
         pid=$(<"$state/coturn.pid")
         if [[ $pid =~ ^[0-9]+$ ]] && [[ $(readlink "/proc/$pid/exe" 2>/dev/null) == */turnserver ]]; then
             kill -TERM "$pid" 2>/dev/null
+            for ((i = 0; i < 30; i++)); do
+                _nt_alive "$pid" || break
+                sleep 0.1
+            done
+            _nt_alive "$pid" && kill -KILL "$pid" 2>/dev/null
         fi
     fi
     for r in "${NT_ROLES[@]}"; do
         ns=$tag-$r
         _nt_ns_exists "$ns" || continue
         # Only processes inside this run's own namespace, by pid.
-        pids=$(ip netns pids "$ns" 2>/dev/null | tr '\n' ' ')
-        if [[ -n ${pids// /} ]]; then
-            kill -TERM $pids 2>/dev/null
+        mapfile -t pids < <(ip netns pids "$ns" 2>/dev/null)
+        if ((${#pids[@]})); then
+            kill -TERM "${pids[@]}" 2>/dev/null
             for ((i = 0; i < 30; i++)); do
-                pids=$(ip netns pids "$ns" 2>/dev/null | tr '\n' ' ')
-                [[ -z ${pids// /} ]] && break
+                mapfile -t pids < <(ip netns pids "$ns" 2>/dev/null)
+                ((${#pids[@]})) || break
                 sleep 0.1
             done
-            [[ -n ${pids// /} ]] && kill -KILL $pids 2>/dev/null
+            ((${#pids[@]})) && kill -KILL "${pids[@]}" 2>/dev/null
         fi
         ip netns del "$ns" 2>/dev/null || _nt_err "could not delete namespace $ns"
     done

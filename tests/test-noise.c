@@ -22,22 +22,31 @@
 static JsonParser *vectors_parser;
 static GError *vectors_error;
 
-/* NATTER_SHARED_DIR is set by tests/meson.build.  A missing or broken file
- * is remembered and fails every vector test, instead of silently running
- * no vector at all. */
+/* The vectors come from the project's shared folder when it is beside the
+ * checkout (NATTER_SHARED_DIR, set by tests/meson.build), else from the
+ * copy in tests/fixtures/.  A missing or broken file is remembered and fails
+ * every vector test, instead of silently running no vector at all. */
 static void
 load_vectors (void)
 {
-  const char *dir = g_getenv ("NATTER_SHARED_DIR");
+  const char *shared = g_getenv ("NATTER_SHARED_DIR");
+  const char *srcdir = g_getenv ("G_TEST_SRCDIR");
   g_autofree char *path = NULL;
 
-  if (dir == NULL)
+  if (shared != NULL)
+    path = g_build_filename (shared, "test-vectors", VECTORS_FILE, NULL);
+  if ((path == NULL || !g_file_test (path, G_FILE_TEST_EXISTS)) && srcdir != NULL)
+    {
+      g_free (path);
+      path = g_build_filename (srcdir, "fixtures", VECTORS_FILE, NULL);
+    }
+  if (path == NULL)
     {
       g_set_error_literal (&vectors_error, G_IO_ERROR, G_IO_ERROR_NOT_FOUND,
-                           "NATTER_SHARED_DIR is not set: run through meson test");
+                           "Neither NATTER_SHARED_DIR nor G_TEST_SRCDIR is set: run through meson test");
       return;
     }
-  path = g_build_filename (dir, "test-vectors", VECTORS_FILE, NULL);
+  g_test_message ("Noise test vectors: %s", path);
   vectors_parser = json_parser_new ();
   if (!json_parser_load_from_file (vectors_parser, path, &vectors_error))
     g_prefix_error (&vectors_error, "%s: ", path);

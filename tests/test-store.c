@@ -1091,6 +1091,175 @@ test_index_crash (Fixture       *f,
   assert_index_matches_content (crashed);
 }
 
+static NatterConversation *
+get_conversation (Fixture *f,
+                  gint64   conversation_id)
+{
+  g_autoptr(GError) error = NULL;
+  NatterConversation *conversation = natter_db_get_conversation (f->db, conversation_id, &error);
+
+  g_assert_no_error (error);
+  g_assert_nonnull (conversation);
+  return conversation;
+}
+
+/* Last activity, unread count and preview are not written by an insert:
+ * they are read from the messages, with the activity of the messages
+ * below the mark kept in the conversation's row by the index batches. */
+static void
+test_conversation_summary (Fixture       *f,
+                           gconstpointer  data)
+{
+  g_autoptr(GError) error = NULL;
+  g_autoptr(NatterConversation) conv = NULL;
+  g_autoptr(GPtrArray) list = NULL;
+  g_autoptr(GPtrArray) read = NULL;
+  g_autoptr(GPtrArray) batch =
+    g_ptr_array_new_with_free_func ((GDestroyNotify) natter_store_message_free);
+  g_autoptr(GString) long_body = g_string_new ("line one\nline\ttwo ");
+  g_autofree char *crashed = g_build_filename (f->dir, "crashed.db", NULL);
+  gint64 a = direct_conversation (f, PEER_A);
+  gint64 b = direct_conversation (f, PEER_B);
+  gint64 newest;
+  sqlite3 *raw;
+
+  conv = get_conversation (f, a);
+  g_assert_cmpint (natter_conversation_get_last_activity (conv), ==, 0);
+  g_assert_cmpuint (natter_conversation_get_unread_count (conv), ==, 0);
+  g_assert_null (natter_conversation_get_preview (conv));
+  g_clear_object (&conv);
+
+  /* Pending (not yet indexed) messages count at once. */
+  insert (f, "a1", a, NATTER_STORE_DIRECTION_IN, "first", 1000, NATTER_STORE_MESSAGE_DELIVERED);
+  insert (f, "b1", b, NATTER_STORE_DIRECTION_OUT, "to b", 1500, NATTER_STORE_MESSAGE_SENT);
+  g_assert_cmpuint (natter_db_get_index_pending (f->db), ==, 2);
+  list = natter_db_list_conversations (f->db, &error);
+  g_assert_no_error (error);
+  g_assert_cmpuint (list->len, ==, 2);
+  g_assert_cmpint (natter_conversation_get_id (list->pdata[0]), ==, b);
+  g_assert_cmpint (natter_conversation_get_last_activity (list->pdata[0]), ==, 1500);
+  g_assert_cmpuint (natter_conversation_get_unread_count (list->pdata[0]), ==, 0);
+  g_assert_cmpstr (natter_conversation_get_preview (list->pdata[0]), ==, "to b");
+  g_assert_cmpint (natter_conversation_get_id (list->pdata[1]), ==, a);
+  g_assert_cmpint (natter_conversation_get_last_activity (list->pdata[1]), ==, 1000);
+  g_assert_cmpuint (natter_conversation_get_unread_count (list->pdata[1]), ==, 1);
+  g_assert_cmpstr (natter_conversation_get_preview (list->pdata[1]), ==, "first");
+  g_clear_pointer (&list, g_ptr_array_unref);
+
+  /* Once indexed, the same from the stored activity. */
+  g_assert_true (natter_db_flush_index (f->db, &error));
+  g_assert_no_error (error);
+  conv = get_conversation (f, a);
+  g_assert_cmpint (natter_conversation_get_last_activity (conv), ==, 1000);
+  g_assert_cmpuint (natter_conversation_get_unread_count (conv), ==, 1);
+  g_clear_object (&conv);
+
+  /* A late message (old timestamp) is the preview, the newest in history,
+   * but does not move the activity back, pending or indexed. */
+  insert (f, "a2", a, NATTER_STORE_DIRECTION_IN, "late", 500, NATTER_STORE_MESSAGE_DELIVERED);
+  conv = get_conversation (f, a);
+  g_assert_cmpint (natter_conversation_get_last_activity (conv), ==, 1000);
+  g_assert_cmpuint (natter_conversation_get_unread_count (conv), ==, 2);
+  g_assert_cmpstr (natter_conversation_get_preview (conv), ==, "late");
+  g_clear_object (&conv);
+  g_assert_true (natter_db_flush_index (f->db, &error));
+  conv = get_conversation (f, a);
+  g_assert_cmpint (natter_conversation_get_last_activity (conv), ==, 1000);
+  g_clear_object (&conv);
+  insert (f, "a3", a, NATTER_STORE_DIRECTION_OUT, "newer", 2000, NATTER_STORE_MESSAGE_SENT);
+  list = natter_db_list_conversations (f->db, &error);
+  g_assert_cmpint (natter_conversation_get_id (list->pdata[0]), ==, a);
+  g_assert_cmpint (natter_conversation_get_last_activity (list->pdata[0]), ==, 2000);
+  g_assert_cmpuint (natter_conversation_get_unread_count (list->pdata[0]), ==, 2);
+  g_clear_pointer (&list, g_ptr_array_unref);
+
+  /* Counts stop at the cap; marking read reports every message. */
+  for (guint i = 0; i < NATTER_DB_UNREAD_CAP + 5; i++)
+    {
+      g_autofree char *id = g_strdup_printf ("flood%u", i);
+
+      g_ptr_array_add (batch, make_message (id, b, NATTER_STORE_DIRECTION_IN, "flood",
+                                            3000 + i, NATTER_STORE_MESSAGE_DELIVERED));
+    }
+  g_assert_true (natter_db_insert_messages (f->db, batch, NULL, &error));
+  g_assert_no_error (error);
+  conv = get_conversation (f, b);
+  g_assert_cmpuint (natter_conversation_get_unread_count (conv), ==, NATTER_DB_UNREAD_CAP);
+  g_assert_cmpint (natter_conversation_get_last_activity (conv), ==,
+                   3000 + NATTER_DB_UNREAD_CAP + 4);
+  g_clear_object (&conv);
+  read = natter_db_mark_conversation_read (f->db, b, &error);
+  g_assert_no_error (error);
+  g_assert_cmpuint (read->len, ==, NATTER_DB_UNREAD_CAP + 5);
+  conv = get_conversation (f, b);
+  g_assert_cmpuint (natter_conversation_get_unread_count (conv), ==, 0);
+  g_clear_object (&conv);
+
+  /* The preview is one line, cut after NATTER_CONVERSATION_PREVIEW_LENGTH
+   * characters (not bytes); a message without text has none. */
+  while (g_utf8_strlen (long_body->str, -1) < NATTER_CONVERSATION_PREVIEW_LENGTH + 10)
+    g_string_append (long_body, "é");
+  insert (f, "a4", a, NATTER_STORE_DIRECTION_IN, long_body->str, 4000, NATTER_STORE_MESSAGE_DELIVERED);
+  conv = get_conversation (f, a);
+  g_assert_true (g_str_has_prefix (natter_conversation_get_preview (conv), "line one line two é"));
+  g_assert_true (g_str_has_suffix (natter_conversation_get_preview (conv), "é…"));
+  g_assert_cmpint (g_utf8_strlen (natter_conversation_get_preview (conv), -1), ==,
+                   NATTER_CONVERSATION_PREVIEW_LENGTH + 1);
+  g_clear_object (&conv);
+  insert (f, "a5", a, NATTER_STORE_DIRECTION_IN, NULL, 4001, NATTER_STORE_MESSAGE_READ);
+  conv = get_conversation (f, a);
+  g_assert_null (natter_conversation_get_preview (conv));
+  g_assert_cmpuint (natter_conversation_get_unread_count (conv), ==, 3);
+  g_clear_object (&conv);
+  conv = natter_conversation_new (1, NATTER_CONVERSATION_DIRECT, PEER_A, NULL, 0, 0);
+  natter_conversation_set_preview (conv, "short");
+  g_assert_cmpstr (natter_conversation_get_preview (conv), ==, "short");
+  g_object_set (conv, "preview", NULL, NULL);
+  g_assert_null (natter_conversation_get_preview (conv));
+  g_clear_object (&conv);
+
+  /* An insert writes no conversation row: a crash before the batch leaves
+   * the row as it was, and the next open folds the message in. */
+  g_assert_true (natter_db_flush_index (f->db, &error));
+  insert (f, "a6", a, NATTER_STORE_DIRECTION_IN, "after the batch", 5000, NATTER_STORE_MESSAGE_DELIVERED);
+  copy_as_crashed (f->path, crashed);
+  raw = raw_open (crashed);
+  g_assert_cmpint (raw_int (raw, "SELECT last_activity FROM conversations WHERE peer_id = '" PEER_A "'"),
+                   ==, 4001);
+  sqlite3_close (raw);
+  g_clear_pointer (&f->db, natter_db_close);
+  f->db = natter_db_open (crashed, &error);
+  g_assert_no_error (error);
+  conv = get_conversation (f, a);
+  g_assert_cmpint (natter_conversation_get_last_activity (conv), ==, 5000);
+  g_assert_cmpstr (natter_conversation_get_preview (conv), ==, "after the batch");
+  g_clear_object (&conv);
+  g_clear_pointer (&f->db, natter_db_close);
+
+  /* A row that gets an id at or below the mark (the newest deleted, its
+   * rowid reused) is folded in by the insert trigger, as it is indexed. */
+  raw = raw_open (crashed);
+  newest = raw_int (raw, "SELECT max (id) FROM messages");
+  g_assert_cmpint (raw_int (raw, "SELECT indexed_to FROM messages_fts_progress"), ==, newest);
+  raw_exec (raw, "DELETE FROM messages WHERE msg_id = 'a6'");
+  raw_exec (raw, "INSERT INTO messages (msg_id, conversation_id, sender, direction, body, "
+                 "timestamp, state) SELECT 'a7', id, '" PEER_A "', 'in', 'reused row', 6000, "
+                 "'delivered' FROM conversations WHERE peer_id = '" PEER_A "'");
+  g_assert_cmpint (raw_int (raw, "SELECT id FROM messages WHERE msg_id = 'a7'"), ==, newest);
+  g_assert_cmpint (raw_int (raw, "SELECT last_activity FROM conversations WHERE peer_id = '" PEER_A "'"),
+                   ==, 6000);
+  sqlite3_close (raw);
+  f->db = natter_db_open (crashed, &error);
+  g_assert_no_error (error);
+  conv = get_conversation (f, a);
+  g_assert_cmpint (natter_conversation_get_last_activity (conv), ==, 6000);
+  g_assert_cmpstr (natter_conversation_get_preview (conv), ==, "reused row");
+  g_clear_pointer (&f->db, natter_db_close);
+  assert_index_matches_content (crashed);
+  f->db = natter_db_open (f->path, &error);
+  g_assert_no_error (error);
+}
+
 /* The asynchronous store */
 
 typedef struct
@@ -1714,6 +1883,7 @@ main (int    argc,
   ADD ("untrusted-rows", test_untrusted_rows);
   ADD ("index-deferred", test_index_deferred);
   ADD ("index-crash", test_index_crash);
+  ADD ("conversation-summary", test_conversation_summary);
 
 #undef ADD
 

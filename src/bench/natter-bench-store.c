@@ -29,14 +29,25 @@
  *  - the same rows into a bare table with no index, no FTS and no
  *    conversation update, also one transaction each: the baseline that
  *    makes the first figure meaningful on any machine;
- *  - loading the latest page (50) of a conversation holding every message;
+ *  - loading the latest page (50) of the bench conversation, which holds
+ *    most messages;
  *  - a full-text search for a word found in a few percent of messages, and
- *    for a rare word, newest 50 first.
+ *    for a rare word, newest 50 first;
+ *  - listing the conversations (BENCH_CONVERSATIONS of them) with their
+ *    last activity, unread count and preview, none of which an insert
+ *    writes: with nothing waiting for an index batch, and with a batch
+ *    all but due.
  *
  * The database is first filled, untimed against the targets but reported,
  * with big transactions.  Bodies are 5-30 words drawn from a Zipf-like
  * distribution over a few thousand made-up words, so that common, moderate
- * and rare words exist as in real text.
+ * and rare words exist as in real text.  One fill message in OTHER_SHARE
+ * goes to one of the other conversations, a few of them busy; in one of
+ * UNREAD_EVERY of those, and in the busy ones, incoming messages stay
+ * unread, the busy ones past NATTER_DB_UNREAD_CAP.  The bench conversation
+ * is created last: its messages, the timed ones included, land at the end
+ * of the (conversation_id, id) index as they do for a conversation that
+ * is active now.
  */
 
 #define VOCABULARY_SIZE   4000
@@ -49,6 +60,11 @@
  * 3-6 % of messages. */
 #define TYPICAL_RANK_MIN  30
 #define TYPICAL_RANK_MAX  60
+#define BENCH_CONVERSATIONS 1000
+#define OTHER_SHARE       8
+#define N_BUSY            8
+#define UNREAD_EVERY      4
+#define LIST_RUNS         200
 
 typedef struct
 {
@@ -58,6 +74,12 @@ typedef struct
   gint64      clock_ms;
   guint64     serial;
   gint64      conversation_id;
+  /* The other conversations, which the fill spreads messages over when
+   * @spread is set. */
+  GArray     *others;
+  gboolean    spread;
+  /* Incoming messages of the bench conversation arrive unread. */
+  gboolean    unread;
 } Generator;
 
 static void
@@ -66,6 +88,7 @@ generator_clear (Generator *gen)
   g_clear_pointer (&gen->rand, g_rand_free);
   g_clear_pointer (&gen->words, g_ptr_array_unref);
   g_clear_pointer (&gen->cdf, g_free);
+  g_clear_pointer (&gen->others, g_array_unref);
 }
 
 static void
@@ -85,6 +108,7 @@ generator_init (Generator *gen)
   /* A fixed seed: every run searches the same text. */
   gen->rand = g_rand_new_with_seed (20260101);
   gen->words = g_ptr_array_new_with_free_func (g_free);
+  gen->others = g_array_new (FALSE, FALSE, sizeof (gint64));
   gen->clock_ms = G_GINT64_CONSTANT (1767225600000);
 
   while (gen->words->len < VOCABULARY_SIZE + N_RARE_WORDS)
@@ -146,6 +170,7 @@ generator_message (Generator *gen)
   guint n_words = g_rand_int_range (gen->rand, 5, 31);
   g_autofree char *wire = NULL;
   gsize wire_len;
+  gboolean unread = gen->unread;
 
   for (guint i = 0; i < n_words; i++)
     {
@@ -169,6 +194,17 @@ generator_message (Generator *gen)
                                      g_rand_int (gen->rand) & 0xffffff,
                                      (guint) (gen->serial & 0xff));
   message->conversation_id = gen->conversation_id;
+  if (gen->spread && gen->others->len > N_BUSY &&
+      g_rand_int_range (gen->rand, 0, OTHER_SHARE) == 0)
+    {
+      /* A quarter of them to the busy few, the rest anywhere. */
+      guint other = g_rand_int_range (gen->rand, 0, 4) == 0 ?
+                    (guint) g_rand_int_range (gen->rand, 0, N_BUSY) :
+                    (guint) g_rand_int_range (gen->rand, 0, gen->others->len);
+
+      message->conversation_id = g_array_index (gen->others, gint64, other);
+      unread = other < N_BUSY || other % UNREAD_EVERY == 0;
+    }
   message->direction = g_rand_boolean (gen->rand) ? NATTER_STORE_DIRECTION_IN
                                                   : NATTER_STORE_DIRECTION_OUT;
   message->sender = g_strdup (message->direction == NATTER_STORE_DIRECTION_IN ?
@@ -176,8 +212,10 @@ generator_message (Generator *gen)
   message->type = g_strdup ("text");
   message->timestamp = gen->clock_ms;
   message->sequence = (gint64) gen->serial;
-  message->state = message->direction == NATTER_STORE_DIRECTION_IN ?
-                   NATTER_STORE_MESSAGE_READ : NATTER_STORE_MESSAGE_DELIVERED;
+  if (message->direction == NATTER_STORE_DIRECTION_OUT)
+    message->state = NATTER_STORE_MESSAGE_DELIVERED;
+  else
+    message->state = unread ? NATTER_STORE_MESSAGE_DELIVERED : NATTER_STORE_MESSAGE_READ;
 
   /* Roughly what the signed wire JSON of such a message weighs. */
   wire = g_strdup_printf ("{\"v\":1,\"id\":\"%s\",\"type\":\"text\",\"from\":\"%s\","
@@ -315,6 +353,34 @@ time_searches (NatterDb    *db,
   return TRUE;
 }
 
+static gboolean
+time_conversation_lists (NatterDb  *db,
+                         double    *p50,
+                         double    *p99,
+                         guint     *n_conversations,
+                         guint64   *n_unread,
+                         GError   **error)
+{
+  double times[LIST_RUNS];
+
+  for (guint i = 0; i < LIST_RUNS; i++)
+    {
+      double start = natter_bench_now ();
+      g_autoptr(GPtrArray) list = natter_db_list_conversations (db, error);
+
+      times[i] = (natter_bench_now () - start) * 1000.0;
+      if (list == NULL)
+        return FALSE;
+      *n_conversations = list->len;
+      *n_unread = 0;
+      for (guint j = 0; j < list->len; j++)
+        *n_unread += natter_conversation_get_unread_count (list->pdata[j]);
+    }
+  *p50 = natter_bench_percentile (times, LIST_RUNS, 50);
+  *p99 = natter_bench_percentile (times, LIST_RUNS, 99);
+  return TRUE;
+}
+
 static void
 remove_db_files (const char *path)
 {
@@ -336,6 +402,7 @@ natter_bench_store (int    argc,
   gint n_queries = 1000;
   g_autofree char *db_option = NULL;
   gboolean json_option = FALSE;
+  gboolean unread_option = FALSE;
   const GOptionEntry entries[] = {
     { "messages", 0, 0, G_OPTION_ARG_INT64, &n_messages,
       "Messages stored in the conversation (default 1000000)", "N" },
@@ -345,6 +412,9 @@ natter_bench_store (int    argc,
       "Page loads and searches timed per figure (default 1000)", "N" },
     { "db", 0, 0, G_OPTION_ARG_FILENAME, &db_option,
       "Database file (default: in a temporary directory, removed after)", "PATH" },
+    { "unread", 0, 0, G_OPTION_ARG_NONE, &unread_option,
+      "Timed incoming messages arrive unread, as before the user reads them "
+      "(default: read, as in a conversation on screen)", NULL },
     /* natter-bench handles --json; accept it here wherever it is. */
     { "json", 0, G_OPTION_FLAG_HIDDEN, G_OPTION_ARG_NONE, &json_option, NULL, NULL },
     { NULL }
@@ -365,6 +435,9 @@ natter_bench_store (int    argc,
   double p50, p99, hits, rare_p50, rare_p99, rare_hits;
   double flush_max = 0.0;
   double flush_total = 0.0;
+  double list_p50, list_p99, list_pending_p50, list_pending_p99;
+  guint n_conversations = 0;
+  guint64 n_unread = 0;
   guint n_flushes = 0;
   int status = 1;
 
@@ -400,6 +473,16 @@ natter_bench_store (int    argc,
   db = natter_db_open (db_path, &error);
   if (db == NULL)
     goto out;
+  for (guint i = 0; i + 1 < BENCH_CONVERSATIONS; i++)
+    {
+      g_autofree char *peer = g_strdup_printf ("peer-other-%04u", i);
+      gint64 id = natter_db_ensure_conversation (db, NATTER_CONVERSATION_DIRECT,
+                                                 peer, peer, &error);
+
+      if (id == 0)
+        goto out;
+      g_array_append_val (gen.others, id);
+    }
   gen.conversation_id = natter_db_ensure_conversation (db, NATTER_CONVERSATION_DIRECT,
                                                        "peer-7Qm3sX9vKc2LhWbE4nRtYp",
                                                        "Bench", &error);
@@ -408,6 +491,7 @@ natter_bench_store (int    argc,
 
   /* Fill: big transactions through the same insert path. */
   bulk_elapsed = 0.0;
+  gen.spread = TRUE;
   for (gint64 done = 0; done < n_bulk; done += BULK_BATCH)
     {
       g_autoptr(GPtrArray) batch = generate_messages (&gen, (guint) MIN (BULK_BATCH, n_bulk - done));
@@ -420,6 +504,8 @@ natter_bench_store (int    argc,
 
   /* Single inserts, one transaction each, on top of the filled database,
    * with the index batches the worker would run. */
+  gen.spread = FALSE;
+  gen.unread = unread_option;
   single = generate_messages (&gen, (guint) n_single);
   start = natter_bench_now ();
   for (guint i = 0; i < single->len; i++)
@@ -452,8 +538,11 @@ natter_bench_store (int    argc,
   }
   single_elapsed = natter_bench_now () - start;
 
-  stored = natter_db_count_messages (db, gen.conversation_id, &error);
+  stored = natter_db_count_messages (db, 0, &error);
   if (stored < 0)
+    goto out;
+
+  if (!time_conversation_lists (db, &list_p50, &list_p99, &n_conversations, &n_unread, &error))
     goto out;
 
   /* Latest page of the conversation. */
@@ -472,6 +561,9 @@ natter_bench_store (int    argc,
   p99 = natter_bench_percentile (times, n_queries, 99);
 
   natter_bench_report_add (report, "messages", (double) stored, "Messages stored");
+  natter_bench_report_add (report, "conversations", n_conversations, "Conversations");
+  natter_bench_report_add (report, "unread_shown", (double) n_unread,
+                           "Unread messages shown (each count capped)");
   natter_bench_report_add (report, "insert_per_s", n_single / single_elapsed,
                            "Single inserts/s (own transaction, FTS5 batches included)");
   natter_bench_report_add (report, "index_batches", n_flushes,
@@ -483,6 +575,10 @@ natter_bench_store (int    argc,
   natter_bench_report_add (report, "insert_to_searchable_ms",
                            NATTER_DB_INDEX_DELAY_MS + flush_max * 1000.0,
                            "Worst delay until indexed without a search, ms (search: 0)");
+  natter_bench_report_add (report, "conversations_list_ms", list_p50,
+                           "Conversation list p50 ms");
+  natter_bench_report_add (report, "conversations_list_p99_ms", list_p99,
+                           "Conversation list p99 ms");
   natter_bench_report_add (report, "page_load_p50_ms", p50, "Latest page (50) p50 ms");
   natter_bench_report_add (report, "page_load_p99_ms", p99, "Latest page (50) p99 ms");
 
@@ -517,6 +613,23 @@ natter_bench_store (int    argc,
   natter_bench_report_add (report, "search_rare_p50_ms", rare_p50, "Search, rare word, p50 ms");
   natter_bench_report_add (report, "search_rare_p99_ms", rare_p99, "Search, rare word, p99 ms");
   natter_bench_report_add (report, "search_rare_hits", rare_hits, "Search, rare word, mean hits");
+
+  /* The list again with all but a full batch waiting to be indexed: the
+   * most the list has to read beyond the conversations' rows. */
+  {
+    g_autoptr(GPtrArray) pending = generate_messages (&gen, NATTER_DB_INDEX_BATCH - 1);
+
+    for (guint i = 0; i < pending->len; i++)
+      if (!natter_db_insert_message (db, g_ptr_array_index (pending, i), NULL, &error))
+        goto out;
+    if (!time_conversation_lists (db, &list_pending_p50, &list_pending_p99,
+                                  &n_conversations, &n_unread, &error))
+      goto out;
+  }
+  natter_bench_report_add (report, "conversations_list_pending_ms", list_pending_p50,
+                           "Conversation list, a batch pending, p50 ms");
+  natter_bench_report_add (report, "conversations_list_pending_p99_ms", list_pending_p99,
+                           "Conversation list, a batch pending, p99 ms");
 
   {
     g_autoptr(NatterDb) closing = g_steal_pointer (&db);

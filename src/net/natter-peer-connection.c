@@ -791,6 +791,25 @@ on_tick (gpointer data)
     }
 
   inner_publish_buffered (inner);
+
+  /* Safety nets for the two hand-offs between threads, which can race:
+   * reading resumes if the main side drained while the pause was being
+   * set, and a sender waiting for the low-water mark is told again. */
+  if (g_atomic_int_get (&inner->receive_paused) &&
+      g_atomic_pointer_get (&inner->undelivered) <= RECEIVE_LOW_MARK)
+    {
+      g_atomic_int_set (&inner->receive_paused, FALSE);
+      natter_sctp_association_set_receive_paused (inner->sctp, FALSE);
+    }
+  if (g_atomic_pointer_get (&inner->queued_bytes) + g_atomic_pointer_get (&inner->sctp_buffered) <=
+      g_atomic_pointer_get (&inner->low_threshold))
+    {
+      Event *event = g_new0 (Event, 1);
+
+      event->kind = EVENT_BUFFERED;
+      post_event (inner, event);
+    }
+
   return G_SOURCE_CONTINUE;
 }
 
@@ -1180,6 +1199,14 @@ natter_peer_connection_new (NatterIdentity        *identity,
       return NULL;
     }
   inner->config = config != NULL ? natter_ice_config_copy (config) : natter_ice_config_new ();
+  {
+    /* NATTER_INTERFACES wins over every other setting: it is how tests and
+     * cautious users keep Natter on the interfaces they choose. */
+    g_auto(GStrv) from_env = natter_ice_interfaces_from_env ();
+
+    if (from_env != NULL)
+      natter_ice_config_set_interfaces (inner->config, (const char * const *) from_env);
+  }
   g_atomic_pointer_set (&inner->low_threshold, (gssize) DEFAULT_LOW_WATER);
   g_queue_init (&inner->early_sends);
   self->inner = inner;

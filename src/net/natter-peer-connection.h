@@ -81,7 +81,9 @@ const char *natter_peer_connection_state_to_string (NatterPeerConnectionState st
 G_DECLARE_FINAL_TYPE (NatterPeerConnection, natter_peer_connection, NATTER, PEER_CONNECTION, GObject)
 
 /* @remote_peer_id is the peer that must answer: a connection to anyone
- * else fails with WRONG_PEER.  @config may be NULL (host candidates only). */
+ * else fails with WRONG_PEER.  @config may be NULL (host candidates only).
+ * The NATTER_INTERFACES environment variable, when set, replaces the
+ * config's interface list. */
 NatterPeerConnection *natter_peer_connection_new (NatterIdentity        *identity,
                                                   const char            *remote_peer_id,
                                                   const NatterIceConfig *config,

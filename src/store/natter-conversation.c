@@ -6,6 +6,8 @@
 
 #include "config.h"
 
+#include <string.h>
+
 #include "natter-conversation.h"
 
 struct _NatterConversation
@@ -19,6 +21,8 @@ struct _NatterConversation
   char                   *title;
   gint64                  last_activity;
   guint                   unread_count;
+  /* The start of the newest message, on one line. */
+  char                   *preview;
 };
 
 G_DEFINE_FINAL_TYPE (NatterConversation, natter_conversation, G_TYPE_OBJECT)
@@ -35,6 +39,7 @@ enum {
   PROP_TITLE,
   PROP_LAST_ACTIVITY,
   PROP_UNREAD_COUNT,
+  PROP_PREVIEW,
   N_PROPS
 };
 
@@ -84,6 +89,7 @@ natter_conversation_finalize (GObject *object)
 
   g_clear_pointer (&self->target_id, g_free);
   g_clear_pointer (&self->title, g_free);
+  g_clear_pointer (&self->preview, g_free);
 
   G_OBJECT_CLASS (natter_conversation_parent_class)->finalize (object);
 }
@@ -115,6 +121,9 @@ natter_conversation_get_property (GObject    *object,
       break;
     case PROP_UNREAD_COUNT:
       g_value_set_uint (value, self->unread_count);
+      break;
+    case PROP_PREVIEW:
+      g_value_set_string (value, self->preview);
       break;
     default:
       G_OBJECT_WARN_INVALID_PROPERTY_ID (object, prop_id, pspec);
@@ -148,6 +157,9 @@ natter_conversation_set_property (GObject      *object,
       break;
     case PROP_UNREAD_COUNT:
       natter_conversation_set_unread_count (self, g_value_get_uint (value));
+      break;
+    case PROP_PREVIEW:
+      natter_conversation_set_preview (self, g_value_get_string (value));
       break;
     default:
       G_OBJECT_WARN_INVALID_PROPERTY_ID (object, prop_id, pspec);
@@ -183,6 +195,12 @@ natter_conversation_class_init (NatterConversationClass *klass)
   properties[PROP_UNREAD_COUNT] =
     g_param_spec_uint ("unread-count", NULL, NULL, 0, G_MAXUINT, 0,
                        G_PARAM_READWRITE | G_PARAM_EXPLICIT_NOTIFY | G_PARAM_STATIC_STRINGS);
+  /* The start of the newest message's text, at most
+   * NATTER_CONVERSATION_PREVIEW_LENGTH characters on one line, ending
+   * with an ellipsis when cut; %NULL when there is none. */
+  properties[PROP_PREVIEW] =
+    g_param_spec_string ("preview", NULL, NULL, NULL,
+                         G_PARAM_READWRITE | G_PARAM_EXPLICIT_NOTIFY | G_PARAM_STATIC_STRINGS);
 
   g_object_class_install_properties (object_class, N_PROPS, properties);
 }
@@ -309,4 +327,58 @@ natter_conversation_set_unread_count (NatterConversation *self,
     return;
   self->unread_count = unread_count;
   g_object_notify_by_pspec (G_OBJECT (self), properties[PROP_UNREAD_COUNT]);
+}
+
+/* Returns: (nullable): the start of the newest message's text */
+const char *
+natter_conversation_get_preview (NatterConversation *self)
+{
+  g_return_val_if_fail (NATTER_IS_CONVERSATION (self), NULL);
+  return self->preview;
+}
+
+/**
+ * natter_conversation_set_preview:
+ * @self: a conversation
+ * @text: (nullable): the newest message's text, or its start
+ *
+ * Keeps the first %NATTER_CONVERSATION_PREVIEW_LENGTH characters of @text
+ * (which must be UTF-8), adding an ellipsis when it is longer, with line
+ * breaks and tabs turned into spaces.
+ */
+void
+natter_conversation_set_preview (NatterConversation *self,
+                                 const char         *text)
+{
+  g_autofree char *preview = NULL;
+
+  g_return_if_fail (NATTER_IS_CONVERSATION (self));
+
+  if (text != NULL)
+    {
+      static const char ellipsis[] = "…";
+      const char *end = text;
+      guint n_chars = 0;
+      gsize len;
+
+      /* One pass over at most the kept characters, whatever the length of
+       * @text: a byte that is not a continuation byte starts one. */
+      for (; *end != '\0'; end++)
+        if (((guchar) *end & 0xc0) != 0x80 && n_chars++ == NATTER_CONVERSATION_PREVIEW_LENGTH)
+          break;
+      len = end - text;
+      preview = g_malloc (len + sizeof ellipsis);
+      for (gsize i = 0; i < len; i++)
+        preview[i] = text[i] == '\n' || text[i] == '\r' || text[i] == '\t' ? ' ' : text[i];
+      if (*end != '\0')
+        memcpy (preview + len, ellipsis, sizeof ellipsis);
+      else
+        preview[len] = '\0';
+    }
+
+  if (g_strcmp0 (self->preview, preview) == 0)
+    return;
+  g_free (self->preview);
+  self->preview = g_steal_pointer (&preview);
+  g_object_notify_by_pspec (G_OBJECT (self), properties[PROP_PREVIEW]);
 }

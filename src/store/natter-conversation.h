@@ -24,6 +24,9 @@ const char *natter_conversation_kind_to_string   (NatterConversationKind  kind);
 gboolean    natter_conversation_kind_from_string (const char             *str,
                                                   NatterConversationKind *out);
 
+/* The most characters a preview keeps of the newest message. */
+#define NATTER_CONVERSATION_PREVIEW_LENGTH 120
+
 #define NATTER_TYPE_CONVERSATION (natter_conversation_get_type ())
 G_DECLARE_FINAL_TYPE (NatterConversation, natter_conversation, NATTER, CONVERSATION, GObject)
 
@@ -46,5 +49,8 @@ void                    natter_conversation_set_last_activity (NatterConversatio
 guint                   natter_conversation_get_unread_count  (NatterConversation     *self);
 void                    natter_conversation_set_unread_count  (NatterConversation     *self,
                                                                guint                   unread_count);
+const char             *natter_conversation_get_preview       (NatterConversation     *self);
+void                    natter_conversation_set_preview       (NatterConversation     *self,
+                                                               const char             *text);
 
 G_END_DECLS

@@ -50,10 +50,35 @@
  *
  * Version 2
  * ---------
- * conversations  the index conversations_activity is dropped: every
- *                message moved its entry, one more page written per insert
- *                (about 12 % of the insert rate), while sorting the few
- *                hundred conversations of a profile costs nothing.
+ * conversations  an insert no longer writes its conversation's row (its
+ *                last activity and unread count moved with every message:
+ *                one more page per single-message insert, about 15 % of
+ *                the insert rate), nor the index conversations_activity
+ *                (one more page, about 12 %), which is dropped.
+ *                unread_count is dropped too and derived when read: the
+ *                unread incoming messages of a conversation, counted on the
+ *                partial index messages_unread and capped at
+ *                NATTER_DB_UNREAD_CAP (1000; the list shows "999+"), so a
+ *                read costs at most that many index entries per
+ *                conversation, and neither "mark read" nor a state change
+ *                writes a conversation row.  last_activity stays, but it
+ *                is now the newest timestamp of the conversation's messages
+ *                at or below the mark (see deferred indexing below): the
+ *                batch that indexes the pending messages also folds their
+ *                timestamps into it, and a read takes the larger of it and
+ *                the newest timestamp of the conversation's pending
+ *                messages (at most about a batch, one range of the rowid
+ *                for the whole list).  A message with an old timestamp
+ *                (delayed by a relay) still never moves a conversation back
+ *                in time.  The preview (the newest message's body by
+ *                arrival, the last one its history shows) is one probe of
+ *                messages_conversation.
+ * messages       messages_unread gains the columns direction and state
+ *                (constant in it but for the state name, about 13 bytes an
+ *                entry), which makes it covering for the unread count:
+ *                SQLite does not see that a partial index's own WHERE
+ *                clause needs no table row, and a count that reads no
+ *                table row reads only the index's few pages, cold or warm.
  * messages_fts   FTS5 external-content index over messages.body
  *                (content='messages', content_rowid='id', unicode61 with
  *                diacritics folded, columnsize=0 because results are
@@ -62,14 +87,17 @@
  *                changes do not touch it.
  * messages_fts_progress
  *                one row (id = 1): indexed_to, the highest messages.id the
- *                batches have indexed (the "mark").
+ *                batches have indexed and folded into last_activity (the
+ *                "mark").
  *
  *                Deferred indexing.  FTS5 writes a new segment at every
  *                commit that touched it, which cost more than the rest of
  *                a single-message insert, so an insert does not index its
  *                row: every message with id > indexed_to is pending.
- *                natter_db_flush_index() indexes the pending rows in one
- *                transaction that also moves indexed_to to the highest id.
+ *                natter_db_flush_index() indexes the pending rows, and
+ *                folds their timestamps into their conversations'
+ *                last_activity, in one transaction that also moves
+ *                indexed_to to the highest id.
  *                It runs when NATTER_DB_INDEX_BATCH (512) rows are pending
  *                or NATTER_DB_INDEX_DELAY_MS (150 ms) after the first
  *                pending row (the store worker's timed wait on its queue),
@@ -88,7 +116,8 @@
  *                    below the mark;
  *                  - insert: a row that gets an id at or below the mark
  *                    (the rowid of a deleted newest row is reused, or an id
- *                    is given explicitly) is indexed at once, since no batch
+ *                    is given explicitly) is indexed, and its timestamp
+ *                    folded into last_activity, at once, since no batch
  *                    would ever pick it up.
  *                The migration builds the index from the rows already
  *                stored and puts the mark at the highest id.
@@ -168,6 +197,10 @@ static const char schema_v1[] =
 
 static const char schema_v2[] =
   "DROP INDEX conversations_activity;"
+  "ALTER TABLE conversations DROP COLUMN unread_count;"
+  "DROP INDEX messages_unread;"
+  "CREATE INDEX messages_unread ON messages (conversation_id, direction, state)"
+  "  WHERE direction = 'in' AND state <> 'read';"
   "CREATE VIRTUAL TABLE messages_fts USING fts5 ("
   "  body,"
   "  content = 'messages',"
@@ -182,6 +215,8 @@ static const char schema_v2[] =
   "CREATE TRIGGER messages_fts_insert AFTER INSERT ON messages"
   "  WHEN new.id <= (SELECT indexed_to FROM messages_fts_progress) BEGIN"
   "  INSERT INTO messages_fts (rowid, body) VALUES (new.id, new.body);"
+  "  UPDATE conversations SET last_activity = new.timestamp"
+  "    WHERE id = new.conversation_id AND last_activity < new.timestamp;"
   "END;"
   "CREATE TRIGGER messages_fts_delete AFTER DELETE ON messages"
   "  WHEN old.id <= (SELECT indexed_to FROM messages_fts_progress) BEGIN"

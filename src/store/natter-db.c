@@ -25,11 +25,9 @@ typedef enum
   STMT_CONV_FIND_PEER,
   STMT_CONV_FIND_GROUP,
   STMT_CONV_INSERT,
+  STMT_CONV_EXISTS,
   STMT_CONV_GET,
   STMT_CONV_LIST,
-  STMT_CONV_BUMP,
-  STMT_CONV_CLEAR_UNREAD,
-  STMT_CONV_DECREMENT_UNREAD,
   STMT_MSG_MARK_READ,
   STMT_MSG_INSERT,
   STMT_MSG_FIND_ID,
@@ -42,6 +40,7 @@ typedef enum
   STMT_MSG_SEARCH_CONV,
   STMT_FTS_COUNT_PENDING,
   STMT_FTS_INDEX_PENDING,
+  STMT_FTS_FOLD_ACTIVITY,
   STMT_FTS_ADVANCE,
   STMT_OUTBOX_ADD,
   STMT_OUTBOX_REMOVE,
@@ -71,6 +70,28 @@ typedef enum
 #define MESSAGE_COLUMNS \
   "m.id, m.msg_id, m.conversation_id, m.sender, m.direction, m.type, " \
   "m.body, m.timestamp, m.sequence, m.state, m.relay_via"
+/* A conversation as the list shows it (see natter-db-schema.c): the
+ * stored last activity or, if newer, the newest timestamp among its
+ * messages above the mark (the LEFT JOIN, one range scan of the rowid for
+ * the whole list); its unread incoming messages counted on the partial
+ * index messages_unread, at most NATTER_DB_UNREAD_CAP of them; the body
+ * of its newest message, one character more than a preview keeps so that
+ * cutting it shows.  NOT INDEXED keeps the pending rows a rowid range:
+ * for the GROUP BY the planner would rather skip-scan messages_conversation
+ * over every conversation.  The count's WHERE clause must match the partial
+ * index's. */
+#define CONVERSATION_SELECT \
+  "SELECT c.id, c.kind, c.peer_id, c.group_id, c.title, " \
+  "max (c.last_activity, coalesce (p.activity, c.last_activity)) AS activity, " \
+  "(SELECT count(*) FROM (SELECT 1 FROM messages u " \
+  "WHERE u.conversation_id = c.id AND u.direction = 'in' AND u.state <> 'read' " \
+  "LIMIT " G_STRINGIFY (NATTER_DB_UNREAD_CAP) ")), " \
+  "(SELECT substr (l.body, 1, " G_STRINGIFY (NATTER_CONVERSATION_PREVIEW_LENGTH) " + 1) " \
+  "FROM messages l WHERE l.conversation_id = c.id ORDER BY l.id DESC LIMIT 1) " \
+  "FROM conversations c LEFT JOIN " \
+  "(SELECT conversation_id, max (timestamp) AS activity FROM messages NOT INDEXED " \
+  "WHERE id > (SELECT indexed_to FROM messages_fts_progress) " \
+  "GROUP BY conversation_id) p ON p.conversation_id = c.id "
 #define OUTBOX_COLUMNS "msg_id, recipient, wire, next_attempt, attempts, expires_at"
 #define RELAY_COLUMNS "msg_id, recipient, sender, wire, received_at, expires_at, size"
 #define TRANSFER_COLUMNS \
@@ -108,20 +129,12 @@ static const char * const stmt_sql[N_STMTS] = {
   [STMT_CONV_INSERT] =
     "INSERT INTO conversations (kind, peer_id, group_id, title) "
     "VALUES (?1, ?2, ?3, ?4)",
+  [STMT_CONV_EXISTS] =
+    "SELECT 1 FROM conversations WHERE id = ?1",
   [STMT_CONV_GET] =
-    "SELECT id, kind, peer_id, group_id, title, last_activity, unread_count "
-    "FROM conversations WHERE id = ?1",
+    CONVERSATION_SELECT "WHERE c.id = ?1",
   [STMT_CONV_LIST] =
-    "SELECT id, kind, peer_id, group_id, title, last_activity, unread_count "
-    "FROM conversations ORDER BY last_activity DESC, id DESC",
-  [STMT_CONV_BUMP] =
-    "UPDATE conversations SET last_activity = MAX (last_activity, ?2), "
-    "unread_count = unread_count + ?3 WHERE id = ?1",
-  [STMT_CONV_CLEAR_UNREAD] =
-    "UPDATE conversations SET unread_count = 0 WHERE id = ?1",
-  [STMT_CONV_DECREMENT_UNREAD] =
-    "UPDATE conversations SET unread_count = MAX (unread_count - 1, 0) "
-    "WHERE id = ?1",
+    CONVERSATION_SELECT "ORDER BY activity DESC, c.id DESC",
   /* The WHERE clause matches the partial index messages_unread. */
   [STMT_MSG_MARK_READ] =
     "UPDATE messages SET state = 'read' WHERE conversation_id = ?1 "
@@ -137,7 +150,7 @@ static const char * const stmt_sql[N_STMTS] = {
     "SELECT id FROM messages WHERE msg_id = ?1",
   [STMT_MSG_UPDATE_STATE] =
     "UPDATE messages SET state = ?2 WHERE msg_id = ?1 AND "
-    STATE_RANK_SQL " < ?3 RETURNING conversation_id, direction",
+    STATE_RANK_SQL " < ?3",
   [STMT_MSG_GET] =
     "SELECT " MESSAGE_COLUMNS ", m.wire FROM messages m WHERE m.msg_id = ?1",
   [STMT_MSG_PAGE] =
@@ -167,6 +180,16 @@ static const char * const stmt_sql[N_STMTS] = {
   [STMT_FTS_INDEX_PENDING] =
     "INSERT INTO messages_fts (rowid, body) SELECT id, body FROM messages "
     "WHERE id > (SELECT indexed_to FROM messages_fts_progress) ORDER BY id",
+  /* Before the mark moves: the pending rows' newest timestamps become
+   * their conversations' stored last activity (NOT INDEXED: see
+   * CONVERSATION_SELECT). */
+  [STMT_FTS_FOLD_ACTIVITY] =
+    "UPDATE conversations SET last_activity = p.activity FROM "
+    "(SELECT conversation_id, max (timestamp) AS activity FROM messages NOT INDEXED "
+    "WHERE id > (SELECT indexed_to FROM messages_fts_progress) "
+    "GROUP BY conversation_id) p "
+    "WHERE conversations.id = p.conversation_id "
+    "AND conversations.last_activity < p.activity",
   [STMT_FTS_ADVANCE] =
     "UPDATE messages_fts_progress SET indexed_to = (SELECT max (id) FROM messages) "
     "WHERE indexed_to < (SELECT max (id) FROM messages)",
@@ -772,8 +795,9 @@ index_note_done (NatterDb *self)
   self->index_backoff = FALSE;
 }
 
-/* Indexes every row above the mark and moves the mark, inside the
- * caller's transaction. */
+/* Indexes every row above the mark, folds their timestamps into their
+ * conversations' last activity and moves the mark, inside the caller's
+ * transaction. */
 static gboolean
 index_pending_locked (NatterDb  *self,
                       GError   **error)
@@ -781,6 +805,7 @@ index_pending_locked (NatterDb  *self,
   const char *what = "Could not update the search index";
 
   return run_simple (self, STMT_FTS_INDEX_PENDING, what, error) &&
+         run_simple (self, STMT_FTS_FOLD_ACTIVITY, what, error) &&
          run_simple (self, STMT_FTS_ADVANCE, what, error);
 }
 
@@ -1171,8 +1196,9 @@ row_to_conversation (NatterDbStmt  *stmt,
   g_autofree char *kind_str = column_text (stmt, 1);
   g_autofree char *target = NULL;
   g_autofree char *title = NULL;
+  g_autofree char *preview = NULL;
+  NatterConversation *conversation;
   NatterConversationKind kind;
-  gint64 unread;
 
   if (!natter_conversation_kind_from_string (kind_str, &kind))
     {
@@ -1186,10 +1212,13 @@ row_to_conversation (NatterDbStmt  *stmt,
       return NULL;
     }
   title = column_text (stmt, 4);
-  unread = CLAMP (sqlite3_column_int64 (stmt, 6), 0, G_MAXUINT);
-  return natter_conversation_new (sqlite3_column_int64 (stmt, 0), kind, target,
-                                  title, sqlite3_column_int64 (stmt, 5),
-                                  (guint) unread);
+  preview = column_text (stmt, 7);
+  conversation = natter_conversation_new (sqlite3_column_int64 (stmt, 0), kind, target,
+                                          title, sqlite3_column_int64 (stmt, 5),
+                                          (guint) CLAMP (sqlite3_column_int64 (stmt, 6),
+                                                         0, NATTER_DB_UNREAD_CAP));
+  natter_conversation_set_preview (conversation, preview);
+  return conversation;
 }
 
 /**
@@ -1300,6 +1329,11 @@ natter_db_get_conversation (NatterDb  *self,
  * @self: a connection
  * @error: return location for a #GError
  *
+ * Reads the conversations with their last activity (the newest message
+ * timestamp), unread count (at most %NATTER_DB_UNREAD_CAP) and preview
+ * (the start of the newest message).  None of them is stored per message:
+ * this costs a few index probes per conversation.
+ *
  * Returns: (transfer full) (element-type NatterConversation): every
  *   conversation, most recently active first
  */
@@ -1334,8 +1368,8 @@ natter_db_list_conversations (NatterDb  *self,
  * @conversation_id: a conversation id
  * @error: return location for a #GError
  *
- * Marks every incoming message of the conversation read and clears its
- * unread count.
+ * Marks every incoming message of the conversation read, which clears its
+ * unread count.  Only the messages are written.
  *
  * Returns: (transfer full) (element-type utf8): the msg_ids that became
  *   read (the service sends read receipts for them), or %NULL on error
@@ -1353,6 +1387,21 @@ natter_db_mark_conversation_read (NatterDb  *self,
     return NULL;
 
   {
+    g_autoptr(NatterDbStmt) exists = NULL;
+    int rc;
+
+    if (!(exists = db_stmt (self, STMT_CONV_EXISTS, error)))
+      goto fail;
+    sqlite3_bind_int64 (exists, 1, conversation_id);
+    rc = stmt_step (self, exists, "Could not look up the conversation", error);
+    if (rc == SQLITE_DONE)
+      g_set_error (error, NATTER_STORE_ERROR, NATTER_STORE_ERROR_NOT_FOUND,
+                   "No conversation %" G_GINT64_FORMAT, conversation_id);
+    if (rc != SQLITE_ROW)
+      goto fail;
+  }
+
+  {
     g_autoptr(NatterDbStmt) mark = NULL;
     int rc;
 
@@ -1368,22 +1417,6 @@ natter_db_mark_conversation_read (NatterDb  *self,
       }
     if (rc != SQLITE_DONE)
       goto fail;
-  }
-
-  {
-    g_autoptr(NatterDbStmt) clear = NULL;
-
-    if (!(clear = db_stmt (self, STMT_CONV_CLEAR_UNREAD, error)))
-      goto fail;
-    sqlite3_bind_int64 (clear, 1, conversation_id);
-    if (!stmt_run (self, clear, "Could not clear the unread count", error))
-      goto fail;
-    if (sqlite3_changes (self->db) == 0)
-      {
-        g_set_error (error, NATTER_STORE_ERROR, NATTER_STORE_ERROR_NOT_FOUND,
-                     "No conversation %" G_GINT64_FORMAT, conversation_id);
-        goto fail;
-      }
   }
 
   if (!tx_commit (self, error))
@@ -1426,8 +1459,6 @@ insert_message_locked (NatterDb            *self,
                        GError             **error)
 {
   g_autoptr(NatterDbStmt) insert = NULL;
-  g_autoptr(NatterDbStmt) bump = NULL;
-  gboolean unread;
 
   if (!(insert = db_stmt (self, STMT_MSG_INSERT, error)))
     return FALSE;
@@ -1459,17 +1490,12 @@ insert_message_locked (NatterDb            *self,
       return TRUE;
     }
 
+  /* The conversation's row is not written: its unread count and preview
+   * are read from the messages, and its last activity takes this
+   * message's timestamp in the next index batch (natter-db-schema.c). */
   *was_new = TRUE;
   message->id = sqlite3_last_insert_rowid (self->db);
-
-  unread = message->direction == NATTER_STORE_DIRECTION_IN &&
-           message->state != NATTER_STORE_MESSAGE_READ;
-  if (!(bump = db_stmt (self, STMT_CONV_BUMP, error)))
-    return FALSE;
-  sqlite3_bind_int64 (bump, 1, message->conversation_id);
-  sqlite3_bind_int64 (bump, 2, message->timestamp);
-  sqlite3_bind_int (bump, 3, unread ? 1 : 0);
-  return stmt_run (self, bump, "Could not update the conversation", error);
+  return TRUE;
 }
 
 /**
@@ -1480,11 +1506,12 @@ insert_message_locked (NatterDb            *self,
  *   was already stored (nothing is written then)
  * @error: return location for a #GError
  *
- * Stores a message in its own transaction, idempotently by msg_id, and
- * moves its conversation's last activity and unread count.  When this
- * returns %TRUE the message is on disk and may be acknowledged.  Its
- * full-text index entry is written by a later natter_db_flush_index();
- * natter_db_search() finds it in the meantime all the same.
+ * Stores a message in its own transaction, idempotently by msg_id; its
+ * conversation's last activity, unread count and preview follow at once
+ * in natter_db_list_conversations().  When this returns %TRUE the message
+ * is on disk and may be acknowledged.  Its full-text index entry is
+ * written by a later natter_db_flush_index(); natter_db_search() finds it
+ * in the meantime all the same.
  *
  * Returns: %TRUE on success; %NATTER_STORE_ERROR_CONSTRAINT for an unknown
  *   conversation
@@ -1585,7 +1612,8 @@ natter_db_insert_messages (NatterDb   *self,
  *
  * Moves a message's delivery state forward (see
  * natter_store_message_state_can_advance()).  An incoming message that
- * becomes read leaves its conversation's unread count.
+ * becomes read leaves its conversation's unread count (which is counted,
+ * not stored: only the message is written).
  *
  * Returns: %TRUE on success; %NATTER_STORE_ERROR_NOT_FOUND for an unknown
  *   msg_id
@@ -1597,9 +1625,7 @@ natter_db_update_message_state (NatterDb                 *self,
                                 gboolean                 *changed,
                                 GError                  **error)
 {
-  gint64 conversation_id = 0;
-  gboolean was_changed = FALSE;
-  gboolean was_unread = FALSE;
+  gboolean was_changed;
 
   g_return_val_if_fail (self != NULL, FALSE);
   g_return_val_if_fail (msg_id != NULL, FALSE);
@@ -1612,26 +1638,15 @@ natter_db_update_message_state (NatterDb                 *self,
 
   {
     g_autoptr(NatterDbStmt) update = NULL;
-    int rc;
 
     if (!(update = db_stmt (self, STMT_MSG_UPDATE_STATE, error)))
       goto fail;
     bind_text (update, 1, msg_id);
     bind_text (update, 2, natter_store_message_state_to_string (state));
     sqlite3_bind_int (update, 3, (int) state);
-    rc = stmt_step (self, update, "Could not update the message state", error);
-    if (rc == SQLITE_ROW)
-      {
-        const char *direction = (const char *) sqlite3_column_text (update, 1);
-
-        was_changed = TRUE;
-        conversation_id = sqlite3_column_int64 (update, 0);
-        was_unread = state == NATTER_STORE_MESSAGE_READ &&
-                     g_strcmp0 (direction, "in") == 0;
-        rc = stmt_step (self, update, "Could not update the message state", error);
-      }
-    if (rc != SQLITE_DONE)
+    if (!stmt_run (self, update, "Could not update the message state", error))
       goto fail;
+    was_changed = sqlite3_changes (self->db) > 0;
   }
 
   if (!was_changed)
@@ -1647,17 +1662,6 @@ natter_db_update_message_state (NatterDb                 *self,
         g_set_error (error, NATTER_STORE_ERROR, NATTER_STORE_ERROR_NOT_FOUND,
                      "No message with ID %s", msg_id);
       if (rc != SQLITE_ROW)
-        goto fail;
-    }
-
-  if (was_unread)
-    {
-      g_autoptr(NatterDbStmt) dec = NULL;
-
-      if (!(dec = db_stmt (self, STMT_CONV_DECREMENT_UNREAD, error)))
-        goto fail;
-      sqlite3_bind_int64 (dec, 1, conversation_id);
-      if (!stmt_run (self, dec, "Could not update the unread count", error))
         goto fail;
     }
 

@@ -275,6 +275,10 @@ gint64      natter_db_ensure_conversation  (NatterDb             *self,
                                             const char           *peer_or_group_id,
                                             const char           *title,
                                             GError              **error);
+/* Unread counts are counted, not stored, and stop here: the list shows
+ * "999+" from 1000 on. */
+#define NATTER_DB_UNREAD_CAP 1000
+
 NatterConversation *natter_db_get_conversation (NatterDb         *self,
                                             gint64                conversation_id,
                                             GError              **error);

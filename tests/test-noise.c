@@ -1148,40 +1148,6 @@ test_channel_misuse (void)
   pair_clear (&p);
 }
 
-/* Not a check: the figure for the report.  Run with -m perf. */
-static void
-test_channel_speed (void)
-{
-  guint8 payload[1200];
-  g_autoptr(GTimer) timer = g_timer_new ();
-  guint n = 0;
-  double elapsed;
-  Pair p;
-
-  if (!g_test_perf ())
-    {
-      g_test_skip ("Only with -m perf");
-      return;
-    }
-  pair_established (&p);
-  randombytes_buf (payload, sizeof payload);
-  while (g_timer_elapsed (timer, NULL) < 2.0)
-    for (guint i = 0; i < 1000; i++, n++)
-      {
-        g_autoptr(GBytes) d = natter_secure_channel_encrypt (p.a, payload, sizeof payload,
-                                                             p.now, NULL);
-        g_autoptr(GBytes) plaintext = NULL;
-
-        natter_secure_channel_handle_datagram (p.b, g_bytes_get_data (d, NULL),
-                                               g_bytes_get_size (d), p.now, &plaintext, NULL);
-        g_assert_nonnull (plaintext);
-      }
-  elapsed = g_timer_elapsed (timer, NULL);
-  g_test_minimized_result (elapsed / n, "1200-byte datagram encrypt+decrypt: %.0f/s, %.1f MB/s",
-                           n / elapsed, n * 1200.0 / elapsed / 1e6);
-  pair_clear (&p);
-}
-
 int
 main (int   argc,
       char *argv[])
@@ -1223,7 +1189,6 @@ main (int   argc,
   g_test_add_func ("/noise/channel/too-old", test_channel_too_old);
   g_test_add_func ("/noise/channel/rekey", test_channel_rekey);
   g_test_add_func ("/noise/channel/misuse", test_channel_misuse);
-  g_test_add_func ("/noise/channel/speed", test_channel_speed);
 
   return g_test_run ();
 }

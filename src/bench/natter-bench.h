@@ -41,7 +41,8 @@ double             natter_bench_percentile      (double            *values,
 
 /* Subcommands.  Each parses its own options from argv (argv[0] is the
  * subcommand name) and returns an exit status. */
-int natter_bench_causal (int argc, char **argv, gboolean json);
+int natter_bench_causal    (int argc, char **argv, gboolean json);
+int natter_bench_codec     (int argc, char **argv, gboolean json);
 int natter_bench_store     (int argc, char **argv, gboolean json);
 int natter_bench_transport (int argc, char **argv, gboolean json);
 

@@ -484,8 +484,15 @@ on_sctp_closed (NatterSctpAssociation *sctp,
 {
   Inner *inner = user_data;
 
-  inner_fail (inner, NATTER_PEER_CONNECTION_ERROR_CLOSED,
-              "The peer closed the connection");
+  /* SCTP also ends an association whose retransmissions all went
+   * unanswered (COMM_LOST), sometimes before our own silence timeout: a
+   * peer we have not heard from for a while is lost, not gone politely. */
+  if (g_get_monotonic_time () - inner->last_rx_us > 3 * G_USEC_PER_SEC)
+    inner_fail (inner, NATTER_PEER_CONNECTION_ERROR_PEER_LOST,
+                "The connection to the peer was lost");
+  else
+    inner_fail (inner, NATTER_PEER_CONNECTION_ERROR_CLOSED,
+                "The peer closed the connection");
 }
 
 static void

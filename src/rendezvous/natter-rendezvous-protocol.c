@@ -17,7 +17,7 @@ G_DEFINE_QUARK (natter-rendezvous-error-quark, natter_rendezvous_error)
 /* {{{ Parsing */
 
 /* json-glib 1.6 recurses without a limit, so the raw bytes are scanned for
- * nesting depth before it sees them.  The scan also counts the members of
+ * nesting depth before it sees them, and for exactly one root object.  The scan also counts the members of
  * the top-level object: json-glib keeps only the last of two members with
  * one name, and a message with such a pair is refused. */
 static gboolean
@@ -27,6 +27,7 @@ scan_depth (const guint8  *data,
             GError       **error)
 {
   gboolean in_string = FALSE;
+  gboolean seen_root = FALSE;
   guint depth = 0;
   guint top_members = 0;
 
@@ -41,6 +42,19 @@ scan_depth (const guint8  *data,
           else if (c == '"')
             in_string = FALSE;
           continue;
+        }
+
+      /* Outside the root object only whitespace: json-glib would accept
+       * a second document after the first. */
+      if (depth == 0 && c != ' ' && c != '\t' && c != '\n' && c != '\r')
+        {
+          if (c != '{' || seen_root)
+            {
+              g_set_error (error, NATTER_RENDEZVOUS_ERROR, NATTER_RENDEZVOUS_ERROR_MALFORMED,
+                           "message is not a single JSON object");
+              return FALSE;
+            }
+          seen_root = TRUE;
         }
 
       switch (c)

@@ -17,6 +17,13 @@
 /* A close reason must fit a control frame: 125 bytes minus the code. */
 #define MAX_CLOSE_REASON 123
 
+/* libsoup drops a connection whose frame passes its limit at once,
+ * unread data and all, so the peer sees a reset rather than a reason.
+ * Its limit is therefore set above the protocol's: a frame between the
+ * two is read and answered with a clean 1009 and a reason, and only a
+ * grossly oversized one is cut off hard.  Either way memory stays bounded. */
+#define HARD_MAX_FRAME (2 * NATTER_RENDEZVOUS_MAX_FRAME)
+
 typedef struct
 {
   NatterRendezvousServer  *server;      /* unowned; outlives its clients */
@@ -302,6 +309,15 @@ on_message (SoupWebsocketConnection *ws,
                type == SOUP_WEBSOCKET_DATA_TEXT && g_utf8_validate_len ((const char *) data, len, NULL) ? (int) len : 0,
                (const char *) data);
 
+  if (len > NATTER_RENDEZVOUS_MAX_FRAME)
+    {
+      g_autofree char *reason = g_strdup_printf ("frame of %" G_GSIZE_FORMAT " bytes, more than the %d allowed",
+                                                 len, NATTER_RENDEZVOUS_MAX_FRAME);
+
+      client_close (client, SOUP_WEBSOCKET_CLOSE_TOO_BIG, reason);
+      return;
+    }
+
   if (!natter_token_bucket_take (&client->bucket, client->last_message_us))
     {
       client_close (client, NATTER_RENDEZVOUS_CLOSE_RATE_LIMITED, "rate limit exceeded");
@@ -417,7 +433,7 @@ on_websocket (SoupServer              *soup,
   g_signal_connect (ws, "error", G_CALLBACK (on_error), client);
   g_signal_connect (ws, "closed", G_CALLBACK (on_closed), client);
 
-  soup_websocket_connection_set_max_incoming_payload_size (ws, NATTER_RENDEZVOUS_MAX_FRAME);
+  soup_websocket_connection_set_max_incoming_payload_size (ws, HARD_MAX_FRAME);
   soup_websocket_connection_set_keepalive_interval (ws, NATTER_RENDEZVOUS_KEEPALIVE_INTERVAL);
 
   if (self->n_admitted >= self->max_connections)
@@ -516,6 +532,9 @@ natter_rendezvous_server_init (NatterRendezvousServer *self)
   self->clients = g_hash_table_new_full (NULL, NULL, (GDestroyNotify) client_free, NULL);
   self->by_peer = g_hash_table_new (g_str_hash, g_str_equal);
   self->soup = soup_server_new (NULL, NULL);
+  /* With permessage-deflate the payload limit would apply to the
+   * compressed frame, and a small frame could inflate without bound. */
+  soup_server_remove_websocket_extension (self->soup, SOUP_TYPE_WEBSOCKET_EXTENSION_DEFLATE);
   soup_server_add_websocket_handler (self->soup, NATTER_RENDEZVOUS_PATH, NULL, NULL,
                                      on_websocket, self, NULL);
   self->sweep_id = g_timeout_add_seconds (1, sweep, self);

@@ -163,8 +163,7 @@ static void
 client_free (Client *client)
 {
   g_signal_handlers_disconnect_by_data (client->ws, client);
-  /* The connection may be inside its own signal emission. */
-  g_idle_add (release_connection, client->ws);
+  g_clear_object (&client->ws);
   g_free (client->remote);
   g_free (client->peer_id);
   g_clear_pointer (&client->contacts, g_hash_table_unref);
@@ -394,6 +393,9 @@ on_closed (SoupWebsocketConnection *ws,
   client_unregister (client);
   if (client->admitted)
     self->n_admitted--;
+  /* The connection is inside its own signal emission: it is released
+   * once that has returned. */
+  g_idle_add (release_connection, g_object_ref (ws));
   g_hash_table_remove (self->clients, client);
 }
 

@@ -88,6 +88,17 @@ class Server:
         with open(self.log.name, "rb") as f:
             return f.read()
 
+    def finish(self, name):
+        """Stops the server and checks it exits cleanly, also under sanitizers."""
+        code = self.stop()
+        log = self.read_log()
+        os.unlink(self.log.name)
+        bad = [m for m in (b"runtime error:", b"AddressSanitizer", b"LeakSanitizer",
+                           b"CRITICAL", b"WARNING") if m in log]
+        ok(code == 0 and not bad, f"the {name} server exits cleanly on SIGTERM",
+           f"exit code {code}, {bad}\n" + log[-3000:].decode(errors="replace"))
+        return log
+
 
 async def recv_json(ws, timeout=TIMEOUT):
     return json.loads(await asyncio.wait_for(ws.recv(), timeout))
@@ -342,7 +353,7 @@ async def limit_tests():
         await ws2.close()
         await ws4.close()
     finally:
-        server.stop()
+        server.finish("limited")
 
     server = Server("--idle-timeout", "1")
     try:
@@ -350,7 +361,7 @@ async def limit_tests():
         code, reason = await closed_with(ws)
         ok(code == 4005 and "idle" in reason, "an idle client is closed", (code, reason))
     finally:
-        server.stop()
+        server.finish("idle")
 
 
 async def run():
@@ -359,16 +370,13 @@ async def run():
         await main_tests(server)
         ok(server.proc.poll() is None, "the server is still running")
     finally:
-        code = server.stop()
-    ok(code == 0, "the server exits cleanly on SIGTERM", code)
+        server.finish("main")
 
     server = Server("--verbose", "--dump-frames")
     try:
         sealed, secret = await blob_tests(server)
     finally:
-        server.stop()
-    log = server.read_log()
-    os.unlink(server.log.name)
+        log = server.finish("dumping")
     ok(base64.b64encode(sealed) in log, "the dump shows the frames the server saw")
     ok(b"SECRET" not in log and b"ice-credentials" not in log
        and base64.b64encode(secret) not in log,

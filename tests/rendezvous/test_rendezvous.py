@@ -13,6 +13,8 @@ import base64
 import hashlib
 import json
 import os
+import shutil
+import ssl
 import subprocess
 import sys
 import tempfile
@@ -104,9 +106,9 @@ async def recv_json(ws, timeout=TIMEOUT):
     return json.loads(await asyncio.wait_for(ws.recv(), timeout))
 
 
-async def connect(server):
+async def connect(server, ssl_context=None):
     ws = await websockets.connect(server.url, max_size=None, ping_interval=None,
-                                  open_timeout=TIMEOUT, close_timeout=2)
+                                  open_timeout=TIMEOUT, close_timeout=2, ssl=ssl_context)
     challenge = await recv_json(ws)
     assert challenge["type"] == "challenge", challenge
     return ws, base64.b64decode(challenge["challenge"])
@@ -119,8 +121,8 @@ def register_message(identity, challenge, signer=None):
                        "signature": base64.b64encode(sig).decode()})
 
 
-async def register(server, identity, contacts=()):
-    ws, challenge = await connect(server)
+async def register(server, identity, contacts=(), ssl_context=None):
+    ws, challenge = await connect(server, ssl_context)
     await ws.send(register_message(identity, challenge))
     reply = await recv_json(ws)
     assert reply == {"type": "registered", "peer": identity.peer_id}, reply
@@ -364,6 +366,34 @@ async def limit_tests():
         server.finish("idle")
 
 
+async def tls_tests():
+    if shutil.which("openssl") is None:
+        ok(True, "# SKIP TLS: no openssl to make a certificate")
+        return
+    with tempfile.TemporaryDirectory() as tmp:
+        cert, key = os.path.join(tmp, "cert.pem"), os.path.join(tmp, "key.pem")
+        subprocess.run(["openssl", "req", "-x509", "-newkey", "ec", "-pkeyopt",
+                        "ec_paramgen_curve:prime256v1", "-nodes", "-days", "1",
+                        "-subj", "/CN=localhost", "-addext", "subjectAltName=IP:127.0.0.1",
+                        "-keyout", key, "-out", cert],
+                       check=True, capture_output=True)
+        server = Server("--tls-cert", cert, "--tls-key", key)
+        try:
+            ok(server.url.startswith("wss://"), "with a certificate the server speaks wss", server.url)
+            context = ssl.create_default_context(cafile=cert)
+            alice, bob = Identity(), Identity()
+            a_ws = await register(server, alice, [bob], ssl_context=context)
+            b_ws = await register(server, bob, [alice], ssl_context=context)
+            await recv_json(a_ws)
+            await recv_json(b_ws)
+            ok(await signal_round_trip(a_ws, alice, b_ws, bob, b"over tls"),
+               "registration and signaling work over TLS")
+            await a_ws.close()
+            await b_ws.close()
+        finally:
+            server.finish("TLS")
+
+
 async def run():
     server = Server("--verbose")
     try:
@@ -383,6 +413,7 @@ async def run():
        "the plaintext of the sealed blob never reaches the server")
 
     await limit_tests()
+    await tls_tests()
 
 
 def main():

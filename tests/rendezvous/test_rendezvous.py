@@ -67,10 +67,10 @@ def open_as(identity, sealed):
 
 
 class Server:
-    def __init__(self, *args):
+    def __init__(self, *args, env=None):
         self.log = tempfile.NamedTemporaryFile(prefix="natter-rendezvous-", suffix=".log", delete=False)
         self.proc = subprocess.Popen([SERVER, "--listen", "127.0.0.1", "--port", "0", *args],
-                                     stdout=subprocess.PIPE, stderr=self.log, text=True)
+                                     stdout=subprocess.PIPE, stderr=self.log, text=True, env=env)
         line = self.proc.stdout.readline()
         if "listening on " not in line:
             raise RuntimeError(f"server did not start: {line!r}")
@@ -377,7 +377,14 @@ async def tls_tests():
                         "-subj", "/CN=localhost", "-addext", "subjectAltName=IP:127.0.0.1",
                         "-keyout", key, "-out", cert],
                        check=True, capture_output=True)
-        server = Server("--tls-cert", cert, "--tls-key", key)
+        # In a sanitizer build, LeakSanitizer's own tracer crashes ("Tracer
+        # caught signal 11") at exit once GnuTLS, loaded by glib-networking,
+        # has run on GLib's worker threads: a libsanitizer fault, not a leak.
+        # AddressSanitizer and UBSan still watch this server; leaks are
+        # checked on the others, which run the same code without TLS.
+        env = dict(os.environ)
+        env["ASAN_OPTIONS"] = ":".join(filter(None, [env.get("ASAN_OPTIONS"), "detect_leaks=0"]))
+        server = Server("--tls-cert", cert, "--tls-key", key, env=env)
         try:
             ok(server.url.startswith("wss://"), "with a certificate the server speaks wss", server.url)
             context = ssl.create_default_context(cafile=cert)

@@ -35,6 +35,7 @@ typedef enum
   NATTER_RENDEZVOUS_CLOSE_RATE_LIMITED   = 4004,
   NATTER_RENDEZVOUS_CLOSE_IDLE           = 4005,
   NATTER_RENDEZVOUS_CLOSE_SERVER_FULL    = 4006,
+  NATTER_RENDEZVOUS_CLOSE_NOT_READING    = 4007,  /* its send queue stays full */
 } NatterRendezvousCloseCode;
 
 #define NATTER_RENDEZVOUS_ERROR (natter_rendezvous_error_quark ())

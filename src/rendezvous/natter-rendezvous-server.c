@@ -7,6 +7,9 @@
 #include "config.h"
 
 #include <string.h>
+#include <sys/ioctl.h>
+#include <sys/socket.h>
+#include <linux/sockios.h>
 
 #include <libsoup/soup.h>
 #include <sodium.h>
@@ -28,11 +31,14 @@ typedef struct
 {
   NatterRendezvousServer  *server;      /* unowned; outlives its clients */
   SoupWebsocketConnection *ws;
+  GSocket                 *socket;      /* under the WebSocket (and TLS) */
   char                    *remote;      /* for the log */
   char                    *peer_id;     /* NULL until the signature verified */
   GHashTable              *contacts;    /* canonical peer IDs; NULL until declared */
   guint8                   challenge[NATTER_RENDEZVOUS_CHALLENGE_LEN];
-  NatterTokenBucket        bucket;
+  NatterTokenBucket        bucket;      /* messages from the client */
+  NatterTokenBucket        deliveries;  /* signals to the client */
+  guint                    backed_up;   /* sweeps in a row with a full send queue */
   gint64                   connected_us;
   gint64                   last_message_us;
   gboolean                 admitted;    /* FALSE when turned away: server full */
@@ -164,6 +170,7 @@ client_free (Client *client)
 {
   g_signal_handlers_disconnect_by_data (client->ws, client);
   g_clear_object (&client->ws);
+  g_clear_object (&client->socket);
   g_free (client->remote);
   g_free (client->peer_id);
   g_clear_pointer (&client->contacts, g_hash_table_unref);
@@ -272,8 +279,10 @@ handle_signal (Client                  *client,
   Client *target = lookup_online (client->server, message->to);
   g_autofree char *text = NULL;
 
+  /* A full delivery budget looks like any other failure to the sender. */
   if (target == NULL || target == client ||
-      !client_lists (client, target->peer_id) || !client_lists (target, client->peer_id))
+      !client_lists (client, target->peer_id) || !client_lists (target, client->peer_id) ||
+      !natter_token_bucket_take (&target->deliveries, g_get_monotonic_time ()))
     {
       text = natter_rendezvous_build_undeliverable (message->to);
       client_send (client, text);
@@ -416,6 +425,7 @@ on_websocket (SoupServer              *soup,
   client = g_new0 (Client, 1);
   client->server = self;
   client->ws = g_object_ref (ws);
+  client->socket = g_object_ref (soup_server_message_get_socket (msg));
   client->connected_us = client->last_message_us = g_get_monotonic_time ();
   if (G_IS_INET_SOCKET_ADDRESS (address))
     {
@@ -448,6 +458,8 @@ on_websocket (SoupServer              *soup,
   self->n_admitted++;
   natter_token_bucket_init (&client->bucket, NATTER_RENDEZVOUS_RATE, NATTER_RENDEZVOUS_BURST,
                             client->connected_us);
+  natter_token_bucket_init (&client->deliveries, NATTER_RENDEZVOUS_DELIVERY_RATE,
+                            NATTER_RENDEZVOUS_DELIVERY_BURST, client->connected_us);
   randombytes_buf (client->challenge, sizeof client->challenge);
   g_debug ("%s connected (%u connections)", client->remote, self->n_admitted);
 
@@ -455,13 +467,39 @@ on_websocket (SoupServer              *soup,
   client_send (client, challenge);
 }
 
-/* Once a second: registration and idle timeouts. */
+/* libsoup queues without a bound what the socket does not take, and has
+ * no API to tell how much, so a client that stops reading would make the
+ * server hold everything sent to it.  The kernel's queue tells instead:
+ * when the unacknowledged bytes stay above half the send buffer (the
+ * kernel fills about 70% of it with data) or 1 MiB, far more than
+ * signaling needs, for two sweeps in a row, the client is not reading.
+ * Together with the delivery budget this bounds what waits for one
+ * client. */
+#define MAX_UNREAD (1024 * 1024)
+
+static gboolean
+client_is_backed_up (Client *client)
+{
+  int fd = g_socket_get_fd (client->socket);
+  int queued = 0;
+  int sndbuf = 0;
+  socklen_t len = sizeof sndbuf;
+
+  if (ioctl (fd, SIOCOUTQ, &queued) != 0 ||
+      getsockopt (fd, SOL_SOCKET, SO_SNDBUF, &sndbuf, &len) != 0)
+    return FALSE;
+
+  return sndbuf > 0 && queued >= MIN (sndbuf / 2, MAX_UNREAD);
+}
+
+/* Once a second: registration and idle timeouts, clients not reading. */
 static gboolean
 sweep (gpointer user_data)
 {
   NatterRendezvousServer *self = user_data;
   g_autoptr(GPtrArray) unregistered = g_ptr_array_new ();
   g_autoptr(GPtrArray) idle = g_ptr_array_new ();
+  g_autoptr(GPtrArray) not_reading = g_ptr_array_new ();
   gint64 now = g_get_monotonic_time ();
   GHashTableIter iter;
   Client *client;
@@ -476,6 +514,10 @@ sweep (gpointer user_data)
         g_ptr_array_add (unregistered, client);
       else if (now - client->last_message_us > (gint64) self->idle_timeout * G_USEC_PER_SEC)
         g_ptr_array_add (idle, client);
+      else if (!client_is_backed_up (client))
+        client->backed_up = 0;
+      else if (++client->backed_up >= 2)
+        g_ptr_array_add (not_reading, client);
     }
 
   /* Closing may drop a client from the table, so not while iterating it. */
@@ -484,6 +526,9 @@ sweep (gpointer user_data)
                   "registration timed out");
   for (guint i = 0; i < idle->len; i++)
     client_close (g_ptr_array_index (idle, i), NATTER_RENDEZVOUS_CLOSE_IDLE, "idle timeout");
+  for (guint i = 0; i < not_reading->len; i++)
+    client_close (g_ptr_array_index (not_reading, i), NATTER_RENDEZVOUS_CLOSE_NOT_READING,
+                  "not reading");
 
   return G_SOURCE_CONTINUE;
 }

@@ -16,6 +16,9 @@ G_BEGIN_DECLS
 #define NATTER_RENDEZVOUS_KEEPALIVE_INTERVAL      30    /* seconds between WebSocket pings */
 #define NATTER_RENDEZVOUS_RATE                    50.0  /* messages a second */
 #define NATTER_RENDEZVOUS_BURST                   100.0
+/* Signals delivered to one recipient, from all its contacts together. */
+#define NATTER_RENDEZVOUS_DELIVERY_RATE           100.0
+#define NATTER_RENDEZVOUS_DELIVERY_BURST          200.0
 
 #define NATTER_TYPE_RENDEZVOUS_SERVER (natter_rendezvous_server_get_type ())
 G_DECLARE_FINAL_TYPE (NatterRendezvousServer, natter_rendezvous_server, NATTER, RENDEZVOUS_SERVER, GObject)

@@ -14,6 +14,7 @@ import hashlib
 import json
 import os
 import shutil
+import socket
 import ssl
 import subprocess
 import sys
@@ -312,6 +313,37 @@ async def main_tests(server):
     await ws.send(json.dumps({"type": "contacts", "peers": [Identity().peer_id for _ in range(1025)]}))
     code, reason = await closed_with(ws)
     ok(code == 4000 and "1024" in reason, "more than 1024 contacts are refused", (code, reason))
+
+    # A client that stops reading: signals to it pile up.  It is cut off
+    # rather than making the server hold them.
+    sleeper = Identity()
+    host, port = server.url.split("//", 1)[1].split("/", 1)[0].rsplit(":", 1)
+    sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)
+    sock.connect((host, int(port)))
+    sock.setblocking(False)
+    s_ws = await websockets.connect(server.url, sock=sock, max_queue=1, read_limit=1024,
+                                    max_size=None, ping_interval=None, open_timeout=TIMEOUT)
+    challenge = base64.b64decode((await recv_json(s_ws))["challenge"])
+    await s_ws.send(register_message(sleeper, challenge))
+    await recv_json(s_ws)
+    await s_ws.send(json.dumps({"type": "contacts", "peers": [alice.peer_id]}))
+    await a_ws.send(json.dumps({"type": "contacts", "peers": [bob.peer_id, sleeper.peer_id]}))
+    msg = await recv_json(a_ws)
+    ok(msg == {"type": "presence", "peer": sleeper.peer_id, "online": True}, "the sleeper is online", msg)
+    big_blob = base64.b64encode(os.urandom(16 * 1024)).decode()
+    cut_off = None
+    for _ in range(400):
+        await a_ws.send(json.dumps({"type": "signal", "to": sleeper.peer_id, "blob": big_blob}))
+        reply = await no_message(a_ws, 0.03)
+        if reply is not None:
+            cut_off = json.loads(reply)
+            if cut_off.get("type") == "presence":
+                break
+    ok(cut_off == {"type": "presence", "peer": sleeper.peer_id, "online": False},
+       "a client that stops reading is cut off", cut_off)
+    s_ws.transport.abort()
+    await asyncio.wait_for(s_ws.wait_closed(), TIMEOUT)
 
     ok(await signal_round_trip(a_ws, alice, b_ws, bob, b"at the end"),
        "the server still serves its clients at the end")

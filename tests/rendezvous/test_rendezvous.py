@@ -19,6 +19,7 @@ import ssl
 import subprocess
 import sys
 import tempfile
+import time
 
 try:
     import websockets
@@ -343,12 +344,27 @@ async def main_tests(server):
     ok(cut_off == {"type": "presence", "peer": sleeper.peer_id, "online": False},
        "a client that stops reading is cut off", cut_off)
     s_ws.transport.abort()
-    await asyncio.wait_for(s_ws.wait_closed(), TIMEOUT)
+    await closed_with(s_ws)
 
     ok(await signal_round_trip(a_ws, alice, b_ws, bob, b"at the end"),
        "the server still serves its clients at the end")
     await a_ws.close()
     await b_ws.close()
+
+
+async def lazy_registration(server):
+    """Connects and never registers; runs beside the main tests."""
+    ws, _ = await connect(server)
+    start = time.monotonic()
+    try:
+        while True:
+            await asyncio.wait_for(ws.recv(), 20)
+    except (websockets.ConnectionClosed, asyncio.TimeoutError):
+        pass
+    await ws.wait_closed()
+    elapsed = time.monotonic() - start
+    ok(ws.close_code == 4002 and "timed out" in ws.close_reason and 9 <= elapsed <= 13,
+       "a client that does not register in 10 s is closed", (ws.close_code, ws.close_reason, elapsed))
 
 
 async def blob_tests(server):
@@ -436,7 +452,7 @@ async def tls_tests():
 async def run():
     server = Server("--verbose")
     try:
-        await main_tests(server)
+        await asyncio.gather(main_tests(server), lazy_registration(server))
         ok(server.proc.poll() is None, "the server is still running")
     finally:
         server.finish("main")

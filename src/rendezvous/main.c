@@ -92,9 +92,9 @@ main (int   argc,
       g_printerr ("natter-rendezvous: --max-connections must be at least 1\n");
       return 2;
     }
-  if (idle_timeout < 1)
+  if (idle_timeout < 1 || idle_timeout > 24 * 3600)
     {
-      g_printerr ("natter-rendezvous: --idle-timeout must be at least 1\n");
+      g_printerr ("natter-rendezvous: --idle-timeout must be between 1 and 86400\n");
       return 2;
     }
   if ((tls_cert == NULL) != (tls_key == NULL))
@@ -126,10 +126,11 @@ main (int   argc,
   if (verbose || dump_frames)
     g_log_set_debug_enabled (TRUE);
 
-  server = natter_rendezvous_server_new ();
-  natter_rendezvous_server_set_max_connections (server, max_connections);
-  natter_rendezvous_server_set_idle_timeout (server, idle_timeout);
-  natter_rendezvous_server_set_dump_frames (server, dump_frames);
+  server = g_object_new (NATTER_TYPE_RENDEZVOUS_SERVER,
+                         "max-connections", (guint) max_connections,
+                         "idle-timeout", (guint) idle_timeout,
+                         "dump-frames", dump_frames,
+                         NULL);
 
   bound = natter_rendezvous_server_listen (server, address, port, certificate, &error);
   if (bound == 0)

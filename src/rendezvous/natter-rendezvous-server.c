@@ -62,6 +62,16 @@ struct _NatterRendezvousServer
 
 G_DEFINE_FINAL_TYPE (NatterRendezvousServer, natter_rendezvous_server, G_TYPE_OBJECT)
 
+enum {
+  PROP_0,
+  PROP_MAX_CONNECTIONS,
+  PROP_IDLE_TIMEOUT,
+  PROP_DUMP_FRAMES,
+  N_PROPS
+};
+
+static GParamSpec *properties[N_PROPS];
+
 static const char *
 client_name (Client *client)
 {
@@ -560,12 +570,93 @@ natter_rendezvous_server_finalize (GObject *object)
 }
 
 static void
+natter_rendezvous_server_get_property (GObject    *object,
+                                       guint       prop_id,
+                                       GValue     *value,
+                                       GParamSpec *pspec)
+{
+  NatterRendezvousServer *self = NATTER_RENDEZVOUS_SERVER (object);
+
+  switch (prop_id)
+    {
+    case PROP_MAX_CONNECTIONS:
+      g_value_set_uint (value, self->max_connections);
+      break;
+    case PROP_IDLE_TIMEOUT:
+      g_value_set_uint (value, self->idle_timeout);
+      break;
+    case PROP_DUMP_FRAMES:
+      g_value_set_boolean (value, self->dump_frames);
+      break;
+    default:
+      G_OBJECT_WARN_INVALID_PROPERTY_ID (object, prop_id, pspec);
+    }
+}
+
+static void
+natter_rendezvous_server_set_property (GObject      *object,
+                                       guint         prop_id,
+                                       const GValue *value,
+                                       GParamSpec   *pspec)
+{
+  NatterRendezvousServer *self = NATTER_RENDEZVOUS_SERVER (object);
+
+  switch (prop_id)
+    {
+    case PROP_MAX_CONNECTIONS:
+      natter_rendezvous_server_set_max_connections (self, g_value_get_uint (value));
+      break;
+    case PROP_IDLE_TIMEOUT:
+      natter_rendezvous_server_set_idle_timeout (self, g_value_get_uint (value));
+      break;
+    case PROP_DUMP_FRAMES:
+      natter_rendezvous_server_set_dump_frames (self, g_value_get_boolean (value));
+      break;
+    default:
+      G_OBJECT_WARN_INVALID_PROPERTY_ID (object, prop_id, pspec);
+    }
+}
+
+static void
 natter_rendezvous_server_class_init (NatterRendezvousServerClass *klass)
 {
   GObjectClass *object_class = G_OBJECT_CLASS (klass);
 
   object_class->dispose = natter_rendezvous_server_dispose;
   object_class->finalize = natter_rendezvous_server_finalize;
+  object_class->get_property = natter_rendezvous_server_get_property;
+  object_class->set_property = natter_rendezvous_server_set_property;
+
+  /**
+   * NatterRendezvousServer:max-connections:
+   *
+   * WebSocket connections open at once; one more is closed with 4006.
+   */
+  properties[PROP_MAX_CONNECTIONS] =
+    g_param_spec_uint ("max-connections", NULL, NULL,
+                       1, G_MAXUINT, NATTER_RENDEZVOUS_DEFAULT_MAX_CONNECTIONS,
+                       G_PARAM_READWRITE | G_PARAM_EXPLICIT_NOTIFY | G_PARAM_STATIC_STRINGS);
+
+  /**
+   * NatterRendezvousServer:idle-timeout:
+   *
+   * Seconds without a message from a client before it is closed with 4005.
+   */
+  properties[PROP_IDLE_TIMEOUT] =
+    g_param_spec_uint ("idle-timeout", NULL, NULL,
+                       1, 24 * 3600, NATTER_RENDEZVOUS_DEFAULT_IDLE_TIMEOUT,
+                       G_PARAM_READWRITE | G_PARAM_EXPLICIT_NOTIFY | G_PARAM_STATIC_STRINGS);
+
+  /**
+   * NatterRendezvousServer:dump-frames:
+   *
+   * Whether every incoming text frame is logged.
+   */
+  properties[PROP_DUMP_FRAMES] =
+    g_param_spec_boolean ("dump-frames", NULL, NULL, FALSE,
+                          G_PARAM_READWRITE | G_PARAM_EXPLICIT_NOTIFY | G_PARAM_STATIC_STRINGS);
+
+  g_object_class_install_properties (object_class, N_PROPS, properties);
 }
 
 static void
@@ -598,8 +689,12 @@ natter_rendezvous_server_set_max_connections (NatterRendezvousServer *self,
                                               guint                   max_connections)
 {
   g_return_if_fail (NATTER_IS_RENDEZVOUS_SERVER (self));
+  g_return_if_fail (max_connections > 0);
 
+  if (self->max_connections == max_connections)
+    return;
   self->max_connections = max_connections;
+  g_object_notify_by_pspec (G_OBJECT (self), properties[PROP_MAX_CONNECTIONS]);
 }
 
 void
@@ -609,7 +704,10 @@ natter_rendezvous_server_set_idle_timeout (NatterRendezvousServer *self,
   g_return_if_fail (NATTER_IS_RENDEZVOUS_SERVER (self));
   g_return_if_fail (seconds > 0);
 
+  if (self->idle_timeout == seconds)
+    return;
   self->idle_timeout = seconds;
+  g_object_notify_by_pspec (G_OBJECT (self), properties[PROP_IDLE_TIMEOUT]);
 }
 
 void
@@ -618,7 +716,11 @@ natter_rendezvous_server_set_dump_frames (NatterRendezvousServer *self,
 {
   g_return_if_fail (NATTER_IS_RENDEZVOUS_SERVER (self));
 
-  self->dump_frames = !!dump_frames;
+  dump_frames = !!dump_frames;
+  if (self->dump_frames == dump_frames)
+    return;
+  self->dump_frames = dump_frames;
+  g_object_notify_by_pspec (G_OBJECT (self), properties[PROP_DUMP_FRAMES]);
 }
 
 guint

@@ -6,7 +6,7 @@ set -eu
 PKGS="meson ninja-build pkg-config gcc clang libclang-rt-14-dev gettext
   libglib2.0-dev libglib2.0-bin libgtk-4-dev libadwaita-1-dev libnice-dev
   libusrsctp-dev libjson-glib-dev libsodium-dev libsqlite3-dev sqlite3
-  libsoup-3.0-dev xvfb xauth xdotool xclip imagemagick desktop-file-utils
+  libsoup-3.0-dev python3-nacl xvfb xauth xdotool xclip imagemagick desktop-file-utils
   appstream python3 python3-websockets iproute2 nftables coturn
   dbus dbus-x11 at-spi2-core fonts-cantarell adwaita-icon-theme"
 

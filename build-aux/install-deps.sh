@@ -8,7 +8,7 @@ PKGS="meson ninja-build pkg-config gcc clang libclang-rt-14-dev gettext
   libusrsctp-dev libjson-glib-dev libsodium-dev libsqlite3-dev sqlite3
   libsoup-3.0-dev python3-nacl xvfb xauth xdotool xclip imagemagick desktop-file-utils
   appstream python3 python3-websockets iproute2 nftables coturn
-  dbus dbus-x11 at-spi2-core fonts-cantarell adwaita-icon-theme"
+  dbus dbus-x11 at-spi2-core fonts-cantarell adwaita-icon-theme systemd"
 
 missing=""
 for p in $PKGS; do

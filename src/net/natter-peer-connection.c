@@ -103,6 +103,24 @@ typedef struct
   GBytes *bytes;
 } Send;
 
+/* A data datagram sealed or opened on the crypto worker. */
+typedef struct
+{
+  NatterCryptoJob parent;
+  Inner *inner;
+  NatterNoiseChannelJob crypto;
+  gboolean ok;
+  /* Seal: SCTP's packet, and where the worker sends the datagram. */
+  GBytes *packet;
+  NiceAgent *agent;
+  guint stream_id;
+  guint component_id;
+  /* Open: when it arrived. */
+  gint64 received_us;
+  gsize len;
+  guint8 datagram[];
+} DatagramJob;
+
 G_DEFINE_FINAL_TYPE (NatterPeerConnection, natter_peer_connection, G_TYPE_OBJECT)
 
 G_DEFINE_QUARK (natter-peer-connection-error-quark, natter_peer_connection_error)
@@ -442,6 +460,88 @@ inner_schedule_channel_timer (Inner *inner)
   g_source_attach (inner->channel_timer, natter_transport_get_context (inner->transport));
 }
 
+/* Data datagrams take the crypto worker whenever the channel can split its
+ * work (see "Threads" in docs/architecture.md); a datagram tap, which
+ * tests use to see every datagram in order, keeps them all here. */
+static gboolean
+inner_can_offload (Inner *inner)
+{
+  return inner->tap == NULL && NATTER_IS_NOISE_CHANNEL (inner->channel);
+}
+
+static void
+seal_job_run (NatterCryptoJob *job)
+{
+  DatagramJob *self = (DatagramJob *) job;
+  gsize len;
+  const guint8 *data = g_bytes_get_data (self->packet, &len);
+
+  natter_noise_channel_job_seal (&self->crypto, data, len, self->datagram);
+  natter_noise_channel_job_clear (&self->crypto);
+  self->ok = natter_ice_agent_send (self->agent, self->stream_id, self->component_id,
+                                    self->datagram, self->len);
+}
+
+static void
+seal_job_done (NatterCryptoJob *job)
+{
+  DatagramJob *self = (DatagramJob *) job;
+  Inner *inner = self->inner;
+
+  if (inner->ice != NULL)
+    natter_ice_session_count_send (inner->ice, self->len, self->ok);
+  g_object_unref (self->agent);
+  g_bytes_unref (self->packet);
+  inner_unref (inner);
+  g_free (self);
+}
+
+static gboolean
+inner_offload_seal (Inner  *inner,
+                    GBytes *packet)
+{
+  g_autoptr(GError) error = NULL;
+  NatterNoiseChannelJob crypto;
+  DatagramJob *job;
+  NiceAgent *agent;
+  guint stream_id, component_id;
+  gsize len = g_bytes_get_size (packet);
+  gint64 now = g_get_monotonic_time ();
+
+  if (!natter_noise_channel_reserve_seal (NATTER_NOISE_CHANNEL (inner->channel), len, now,
+                                          &crypto, &error))
+    {
+      g_debug ("cannot encrypt SCTP packet: %s", error->message);
+      return TRUE;
+    }
+  agent = inner->ice != NULL
+          ? natter_ice_session_prepare_send (inner->ice, len + NATTER_NOISE_CHANNEL_OVERHEAD,
+                                             &stream_id, &component_id)
+          : NULL;
+  if (agent == NULL)
+    {
+      natter_noise_channel_job_clear (&crypto);
+      return TRUE;
+    }
+
+  job = g_malloc (sizeof *job + len + NATTER_NOISE_CHANNEL_OVERHEAD);
+  job->parent.run = seal_job_run;
+  job->parent.done = seal_job_done;
+  job->inner = inner_ref (inner);
+  job->crypto = crypto;
+  natter_noise_channel_job_clear (&crypto);
+  job->ok = FALSE;
+  job->packet = g_bytes_ref (packet);
+  job->agent = agent;
+  job->stream_id = stream_id;
+  job->component_id = component_id;
+  job->received_us = 0;
+  job->len = len + NATTER_NOISE_CHANNEL_OVERHEAD;
+  natter_crypto_worker_push (natter_transport_get_crypto_worker (inner->transport), &job->parent);
+  inner->last_tx_us = now;
+  return TRUE;
+}
+
 static void
 on_sctp_packet_out (NatterSctpAssociation *sctp,
                     GBytes                *packet,
@@ -454,6 +554,8 @@ on_sctp_packet_out (NatterSctpAssociation *sctp,
   const guint8 *data = g_bytes_get_data (packet, &len);
 
   if (inner->finished || inner->channel == NULL)
+    return;
+  if (inner_can_offload (inner) && inner_offload_seal (inner, packet))
     return;
 
   datagram = natter_secure_channel_encrypt (inner->channel, data, len,
@@ -624,6 +726,67 @@ inner_flush_channel (Inner *inner)
 }
 
 static void
+open_job_run (NatterCryptoJob *job)
+{
+  DatagramJob *self = (DatagramJob *) job;
+
+  self->ok = natter_noise_channel_job_open (&self->crypto, self->datagram, self->len);
+  /* The counter is still needed, for the replay window. */
+  sodium_memzero (self->crypto.key, sizeof self->crypto.key);
+}
+
+/* The replay window is only ever read and written here, on the transport
+ * thread: the worker merely said whether the datagram is authentic. */
+static void
+open_job_done (NatterCryptoJob *job)
+{
+  DatagramJob *self = (DatagramJob *) job;
+  Inner *inner = self->inner;
+
+  if (!inner->finished && inner->channel != NULL
+      && natter_noise_channel_commit_open (NATTER_NOISE_CHANNEL (inner->channel),
+                                           self->crypto.counter, self->ok, NULL))
+    {
+      inner->last_rx_us = MAX (inner->last_rx_us, self->received_us);
+      if (inner->sctp != NULL)
+        natter_sctp_association_receive_packet (inner->sctp,
+                                                self->datagram + NATTER_NOISE_CHANNEL_HEADER_LEN,
+                                                self->len - NATTER_NOISE_CHANNEL_OVERHEAD);
+    }
+  inner_unref (inner);
+  g_free (self);
+}
+
+static gboolean
+inner_offload_open (Inner        *inner,
+                    const guint8 *data,
+                    gsize         len,
+                    gint64        now)
+{
+  NatterNoiseChannelJob crypto;
+  DatagramJob *job;
+
+  if (!natter_noise_channel_prepare_open (NATTER_NOISE_CHANNEL (inner->channel), data, len,
+                                          &crypto))
+    return FALSE;
+
+  job = g_malloc (sizeof *job + len);
+  job->parent.run = open_job_run;
+  job->parent.done = open_job_done;
+  job->inner = inner_ref (inner);
+  job->crypto = crypto;
+  natter_noise_channel_job_clear (&crypto);
+  job->ok = FALSE;
+  job->packet = NULL;
+  job->agent = NULL;
+  job->received_us = now;
+  job->len = len;
+  memcpy (job->datagram, data, len);
+  natter_crypto_worker_push (natter_transport_get_crypto_worker (inner->transport), &job->parent);
+  return TRUE;
+}
+
+static void
 on_ice_datagram (NatterIceSession *session,
                  const guint8     *data,
                  gsize             len,
@@ -649,6 +812,9 @@ on_ice_datagram (NatterIceSession *session,
                   "The peer does not expect this identity");
       return;
     }
+
+  if (inner_can_offload (inner) && inner_offload_open (inner, data, len, now))
+    return;
 
   if (!natter_secure_channel_handle_datagram (inner->channel, data, len, now, &plaintext, &error))
     {

@@ -27,10 +27,25 @@ typedef struct
   NatterCryptoWorker *worker;
 } DoneSource;
 
+/* Every datagram job fits: the path MTU keeps datagrams near 1200 bytes. */
+#define SMALL_JOB_SIZE   2048
+#define MAX_SPARE_JOBS   1024
+
+typedef struct _SpareJob SpareJob;
+struct _SpareJob
+{
+  SpareJob *next;
+};
+
 struct _NatterCryptoWorker
 {
   GThread  *thread;
   GSource  *done_source;
+
+  /* The context's thread only. */
+  guint     in_flight;
+  SpareJob *spare;
+  guint     n_spare;
 
   GMutex    lock;
   GCond     cond;
@@ -110,6 +125,7 @@ done_source_dispatch (GSource     *source,
       NatterCryptoJob *next = job->next;
 
       job->next = NULL;
+      self->in_flight--;
       job->done (job);
       job = next;
     }
@@ -147,6 +163,13 @@ natter_crypto_worker_free (NatterCryptoWorker *self)
   g_mutex_unlock (&self->lock);
   g_thread_join (self->thread);
 
+  while (self->spare != NULL)
+    {
+      SpareJob *next = self->spare->next;
+
+      g_free (self->spare);
+      self->spare = next;
+    }
   g_source_destroy (self->done_source);
   g_source_unref (self->done_source);
   g_mutex_clear (&self->lock);
@@ -161,10 +184,50 @@ natter_crypto_worker_push (NatterCryptoWorker *self,
   gboolean wake;
 
   job->next = NULL;
+  self->in_flight++;
   g_mutex_lock (&self->lock);
   job_list_append (&self->pending, job, job);
   wake = self->waiting;
   g_mutex_unlock (&self->lock);
   if (wake)
     g_cond_signal (&self->cond);
+}
+
+gboolean
+natter_crypto_worker_is_idle (NatterCryptoWorker *self)
+{
+  return self->in_flight == 0;
+}
+
+gpointer
+natter_crypto_worker_alloc_job (NatterCryptoWorker *self,
+                                gsize               size)
+{
+  SpareJob *job;
+
+  if (size > SMALL_JOB_SIZE)
+    return g_malloc (size);
+  if (self->spare == NULL)
+    return g_malloc (SMALL_JOB_SIZE);
+  job = self->spare;
+  self->spare = job->next;
+  self->n_spare--;
+  return job;
+}
+
+void
+natter_crypto_worker_free_job (NatterCryptoWorker *self,
+                               gpointer            job,
+                               gsize               size)
+{
+  SpareJob *spare = job;
+
+  if (size > SMALL_JOB_SIZE || self->n_spare >= MAX_SPARE_JOBS)
+    {
+      g_free (job);
+      return;
+    }
+  spare->next = self->spare;
+  self->spare = spare;
+  self->n_spare++;
 }

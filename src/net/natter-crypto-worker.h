@@ -33,4 +33,17 @@ void                natter_crypto_worker_free (NatterCryptoWorker *self);
 void                natter_crypto_worker_push (NatterCryptoWorker *self,
                                                NatterCryptoJob    *job);
 
+/* On the worker's context: TRUE when no job is queued, running or waiting
+ * for done().  Work done inline while it is TRUE stays in order with the
+ * jobs. */
+gboolean            natter_crypto_worker_is_idle   (NatterCryptoWorker *self);
+
+/* On the worker's context: memory for a job of @size bytes, recycled
+ * from earlier jobs when it is small (as a datagram is). */
+gpointer            natter_crypto_worker_alloc_job (NatterCryptoWorker *self,
+                                                    gsize               size);
+void                natter_crypto_worker_free_job  (NatterCryptoWorker *self,
+                                                    gpointer            job,
+                                                    gsize               size);
+
 G_END_DECLS

@@ -35,6 +35,8 @@
 #define DATA_PPID        0x4e4b0002u
 #define TICK_MS          250
 #define DEFAULT_LOW_WATER (256 * 1024)
+/* Received datagrams up to this size skip an idle crypto worker. */
+#define INLINE_MAX       512
 
 /* Received messages waiting for the main context are bounded: past the high
  * mark the transport stops reading from SCTP, the peer's window fills and
@@ -117,6 +119,7 @@ typedef struct
   guint component_id;
   /* Open: when it arrived. */
   gint64 received_us;
+  gsize alloc_size;
   gsize len;
   guint8 datagram[];
 } DatagramJob;
@@ -469,6 +472,48 @@ inner_can_offload (Inner *inner)
   return inner->tap == NULL && NATTER_IS_NOISE_CHANNEL (inner->channel);
 }
 
+/* A small datagram that arrives while the worker has nothing to do (a
+ * chat message, a SACK) is opened here: the hand-off would cost more than
+ * the AEAD, and nothing in flight can be overtaken.  Small sends do not get
+ * this shortcut: under load they are mostly SACKs, and sending them here
+ * costs the transport thread a system call each. */
+static gboolean
+inner_open_inline (Inner *inner,
+                   gsize  len)
+{
+  return len <= INLINE_MAX
+         && natter_crypto_worker_is_idle (natter_transport_get_crypto_worker (inner->transport));
+}
+
+static DatagramJob *
+datagram_job_new (Inner *inner,
+                  gsize  len)
+{
+  gsize size = sizeof (DatagramJob) + len;
+  DatagramJob *job;
+
+  job = natter_crypto_worker_alloc_job (natter_transport_get_crypto_worker (inner->transport),
+                                        size);
+  job->inner = inner_ref (inner);
+  job->alloc_size = size;
+  job->len = len;
+  job->ok = FALSE;
+  job->packet = NULL;
+  job->agent = NULL;
+  job->received_us = 0;
+  return job;
+}
+
+static void
+datagram_job_free (DatagramJob *job)
+{
+  Inner *inner = job->inner;
+
+  natter_crypto_worker_free_job (natter_transport_get_crypto_worker (inner->transport),
+                                 job, job->alloc_size);
+  inner_unref (inner);
+}
+
 static void
 seal_job_run (NatterCryptoJob *job)
 {
@@ -492,8 +537,7 @@ seal_job_done (NatterCryptoJob *job)
     natter_ice_session_count_send (inner->ice, self->len, self->ok);
   g_object_unref (self->agent);
   g_bytes_unref (self->packet);
-  inner_unref (inner);
-  g_free (self);
+  datagram_job_free (self);
 }
 
 static gboolean
@@ -524,19 +568,15 @@ inner_offload_seal (Inner  *inner,
       return TRUE;
     }
 
-  job = g_malloc (sizeof *job + len + NATTER_NOISE_CHANNEL_OVERHEAD);
+  job = datagram_job_new (inner, len + NATTER_NOISE_CHANNEL_OVERHEAD);
   job->parent.run = seal_job_run;
   job->parent.done = seal_job_done;
-  job->inner = inner_ref (inner);
   job->crypto = crypto;
   natter_noise_channel_job_clear (&crypto);
-  job->ok = FALSE;
   job->packet = g_bytes_ref (packet);
   job->agent = agent;
   job->stream_id = stream_id;
   job->component_id = component_id;
-  job->received_us = 0;
-  job->len = len + NATTER_NOISE_CHANNEL_OVERHEAD;
   natter_crypto_worker_push (natter_transport_get_crypto_worker (inner->transport), &job->parent);
   inner->last_tx_us = now;
   return TRUE;
@@ -753,8 +793,7 @@ open_job_done (NatterCryptoJob *job)
                                                 self->datagram + NATTER_NOISE_CHANNEL_HEADER_LEN,
                                                 self->len - NATTER_NOISE_CHANNEL_OVERHEAD);
     }
-  inner_unref (inner);
-  g_free (self);
+  datagram_job_free (self);
 }
 
 static gboolean
@@ -770,17 +809,12 @@ inner_offload_open (Inner        *inner,
                                           &crypto))
     return FALSE;
 
-  job = g_malloc (sizeof *job + len);
+  job = datagram_job_new (inner, len);
   job->parent.run = open_job_run;
   job->parent.done = open_job_done;
-  job->inner = inner_ref (inner);
   job->crypto = crypto;
   natter_noise_channel_job_clear (&crypto);
-  job->ok = FALSE;
-  job->packet = NULL;
-  job->agent = NULL;
   job->received_us = now;
-  job->len = len;
   memcpy (job->datagram, data, len);
   natter_crypto_worker_push (natter_transport_get_crypto_worker (inner->transport), &job->parent);
   return TRUE;
@@ -813,7 +847,8 @@ on_ice_datagram (NatterIceSession *session,
       return;
     }
 
-  if (inner_can_offload (inner) && inner_offload_open (inner, data, len, now))
+  if (inner_can_offload (inner) && !inner_open_inline (inner, len)
+      && inner_offload_open (inner, data, len, now))
     return;
 
   if (!natter_secure_channel_handle_datagram (inner->channel, data, len, now, &plaintext, &error))

@@ -1103,6 +1103,137 @@ test_channel_rekey (void)
   pair_clear (&p);
 }
 
+/* The split data path, as the transport and crypto threads use it: seals
+ * that interoperate with the whole path, copies of one datagram in flight
+ * together (only the first is taken), tampering (counted, the counter not
+ * marked), and an epoch that needs a new key left to the whole path. */
+static gboolean
+split_open (Pair                *p,
+            NatterSecureChannel *to,
+            GByteArray          *datagram,
+            GError             **error)
+{
+  NatterNoiseChannelJob job;
+  gboolean authentic;
+
+  g_assert_true (natter_noise_channel_prepare_open (NATTER_NOISE_CHANNEL (to), datagram->data,
+                                                    datagram->len, &job));
+  authentic = natter_noise_channel_job_open (&job, datagram->data, datagram->len);
+  return natter_noise_channel_commit_open (NATTER_NOISE_CHANNEL (to), job.counter, authentic,
+                                           error);
+}
+
+static GByteArray *
+split_seal (Pair                *p,
+            NatterSecureChannel *from,
+            const char          *text)
+{
+  g_autoptr(GError) error = NULL;
+  NatterNoiseChannelJob job;
+  GByteArray *datagram = g_byte_array_sized_new (strlen (text) + NATTER_NOISE_CHANNEL_OVERHEAD);
+
+  g_assert_true (natter_noise_channel_reserve_seal (NATTER_NOISE_CHANNEL (from), strlen (text),
+                                                    p->now, &job, &error));
+  g_assert_no_error (error);
+  g_byte_array_set_size (datagram, strlen (text) + NATTER_NOISE_CHANNEL_OVERHEAD);
+  natter_noise_channel_job_seal (&job, (const guint8 *) text, strlen (text), datagram->data);
+  natter_noise_channel_job_clear (&job);
+  return datagram;
+}
+
+static void
+test_channel_split (void)
+{
+  const guint64 epoch_len = G_GUINT64_CONSTANT (1) << NATTER_NOISE_CHANNEL_EPOCH_SHIFT;
+  g_autoptr(GByteArray) d = NULL;
+  g_autoptr(GByteArray) copy = NULL;
+  g_autoptr(GByteArray) tampered = NULL;
+  g_autoptr(GBytes) whole = NULL;
+  g_autoptr(GError) error = NULL;
+  GBytes *view;
+  NatterNoiseChannelJob job1, job2;
+  Pair p;
+
+  pair_established (&p);
+
+  /* Split seal, whole open. */
+  d = split_seal (&p, p.a, "split");
+  view = g_bytes_new_static (d->data, d->len);
+  open_ok (&p, p.b, view, "split");
+  g_clear_pointer (&view, g_bytes_unref);
+  g_clear_pointer (&d, g_byte_array_unref);
+
+  /* Whole seal, split open, in place. */
+  whole = seal (&p, p.a, "whole");
+  d = g_byte_array_new ();
+  g_byte_array_append (d, g_bytes_get_data (whole, NULL), g_bytes_get_size (whole));
+  g_assert_true (split_open (&p, p.b, d, &error));
+  g_assert_no_error (error);
+  g_assert_cmpmem (d->data + NATTER_NOISE_CHANNEL_HEADER_LEN,
+                   d->len - NATTER_NOISE_CHANNEL_OVERHEAD, "whole", 5);
+  /* Taken: neither path accepts it again. */
+  open_fails (&p, p.b, g_bytes_get_data (whole, NULL), g_bytes_get_size (whole),
+              NATTER_NOISE_ERROR_REPLAYED);
+  g_assert_false (natter_noise_channel_prepare_open (NATTER_NOISE_CHANNEL (p.b),
+                                                     g_bytes_get_data (whole, NULL),
+                                                     g_bytes_get_size (whole), &job1));
+  g_clear_pointer (&d, g_byte_array_unref);
+
+  /* Two copies in flight at once: both pass the check, one is taken. */
+  d = split_seal (&p, p.a, "twice");
+  copy = g_byte_array_new ();
+  g_byte_array_append (copy, d->data, d->len);
+  g_assert_true (natter_noise_channel_prepare_open (NATTER_NOISE_CHANNEL (p.b), d->data, d->len,
+                                                    &job1));
+  g_assert_true (natter_noise_channel_prepare_open (NATTER_NOISE_CHANNEL (p.b), copy->data,
+                                                    copy->len, &job2));
+  g_assert_true (natter_noise_channel_job_open (&job1, d->data, d->len));
+  g_assert_true (natter_noise_channel_job_open (&job2, copy->data, copy->len));
+  g_assert_true (natter_noise_channel_commit_open (NATTER_NOISE_CHANNEL (p.b), job1.counter,
+                                                   TRUE, &error));
+  g_assert_no_error (error);
+  g_assert_false (natter_noise_channel_commit_open (NATTER_NOISE_CHANNEL (p.b), job2.counter,
+                                                    TRUE, &error));
+  g_assert_error (error, NATTER_NOISE_ERROR, NATTER_NOISE_ERROR_REPLAYED);
+  g_clear_error (&error);
+  natter_noise_channel_job_clear (&job1);
+  natter_noise_channel_job_clear (&job2);
+  g_assert_cmpuint (stats_of (p.b).dropped_replayed, ==, 2);
+  g_clear_pointer (&d, g_byte_array_unref);
+
+  /* Tampered: dropped and counted, the counter still fresh. */
+  d = split_seal (&p, p.a, "integrity");
+  tampered = g_byte_array_new ();
+  g_byte_array_append (tampered, d->data, d->len);
+  tampered->data[tampered->len - 1] ^= 1;
+  g_assert_false (split_open (&p, p.b, tampered, &error));
+  g_assert_error (error, NATTER_NOISE_ERROR, NATTER_NOISE_ERROR_DECRYPT);
+  g_clear_error (&error);
+  g_assert_cmpuint (stats_of (p.b).dropped_tampered, ==, 1);
+  g_assert_true (split_open (&p, p.b, d, &error));
+  g_assert_no_error (error);
+  g_clear_pointer (&d, g_byte_array_unref);
+
+  /* A new epoch takes the whole path once, which adopts its key; the
+   * previous epoch's datagrams still open split. */
+  natter_noise_channel_skip_send_counter_for_testing (NATTER_NOISE_CHANNEL (p.a), epoch_len - 1);
+  g_clear_pointer (&copy, g_byte_array_unref);
+  copy = split_seal (&p, p.a, "old");
+  d = split_seal (&p, p.a, "new");
+  g_assert_false (natter_noise_channel_prepare_open (NATTER_NOISE_CHANNEL (p.b), d->data, d->len,
+                                                     &job1));
+  view = g_bytes_new_static (d->data, d->len);
+  open_ok (&p, p.b, view, "new");
+  g_clear_pointer (&view, g_bytes_unref);
+  g_assert_cmpuint (stats_of (p.b).recv_epoch, ==, 1);
+  g_assert_true (split_open (&p, p.b, copy, &error));
+  g_assert_no_error (error);
+  g_assert_cmpmem (copy->data + NATTER_NOISE_CHANNEL_HEADER_LEN,
+                   copy->len - NATTER_NOISE_CHANNEL_OVERHEAD, "old", 3);
+  check_both_ways (&p);
+  pair_clear (&p);
+}
+
 static void
 test_channel_misuse (void)
 {
@@ -1188,6 +1319,7 @@ main (int   argc,
   g_test_add_func ("/noise/channel/reorder", test_channel_reorder);
   g_test_add_func ("/noise/channel/too-old", test_channel_too_old);
   g_test_add_func ("/noise/channel/rekey", test_channel_rekey);
+  g_test_add_func ("/noise/channel/split", test_channel_split);
   g_test_add_func ("/noise/channel/misuse", test_channel_misuse);
 
   return g_test_run ();

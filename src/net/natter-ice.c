@@ -47,6 +47,7 @@
 #define MAX_CHECK_RETRANSMISSIONS     99
 
 #define COMPONENT_ID                  1
+#define SOCKET_BUFFER_SIZE            (4 * 1024 * 1024)
 
 /* RFC 8445 15.4: ufrag 4..256 and password 22..256 ice-chars. */
 #define MIN_UFRAG_LEN                 4
@@ -568,6 +569,21 @@ on_gathering_done (NiceAgent *agent,
   g_signal_emit (self, signals[GATHERING_DONE], 0);
 }
 
+/* A burst of datagrams (an SCTP window of them) must fit the socket's
+ * queue while the transport thread is busy, or the kernel drops them and
+ * SCTP backs off.  The kernel caps the value at net.core.rmem_max. */
+static void
+grow_socket_buffers (NatterIceSession *self)
+{
+  g_autoptr(GSocket) socket = nice_agent_get_selected_socket (self->agent, self->stream_id,
+                                                              COMPONENT_ID);
+
+  if (socket == NULL)
+    return;
+  if (!g_socket_set_option (socket, SOL_SOCKET, SO_RCVBUF, SOCKET_BUFFER_SIZE, NULL))
+    g_debug ("ICE session %p: cannot grow the receive buffer", self);
+}
+
 static void
 on_new_selected_pair (NiceAgent     *agent,
                       guint          stream_id,
@@ -586,6 +602,7 @@ on_new_selected_pair (NiceAgent     *agent,
            natter_ice_candidate_type_to_string (candidate_type_from_nice (local->type)),
            natter_ice_candidate_type_to_string (candidate_type_from_nice (remote->type)));
 
+  grow_socket_buffers (self);
   hold = g_object_ref (self);
   g_signal_emit (self, signals[SELECTED_PAIR_CHANGED], 0);
 }
@@ -1565,6 +1582,59 @@ natter_ice_session_send (NatterIceSession *self,
   self->stats.bytes_sent += len;
 
   return TRUE;
+}
+
+NiceAgent *
+natter_ice_session_prepare_send (NatterIceSession *self,
+                                 gsize             len,
+                                 guint            *stream_id,
+                                 guint            *component_id)
+{
+  g_return_val_if_fail (NATTER_IS_ICE_SESSION (self), NULL);
+  g_return_val_if_fail (stream_id != NULL && component_id != NULL, NULL);
+
+  if (self->state != NATTER_ICE_STATE_CONNECTED)
+    {
+      self->stats.dropped_not_connected++;
+      return NULL;
+    }
+  if (len == 0 || len > NATTER_ICE_MAX_DATAGRAM_LEN)
+    {
+      self->stats.dropped_send_error++;
+      return NULL;
+    }
+
+  *stream_id = self->stream_id;
+  *component_id = COMPONENT_ID;
+  return g_object_ref (self->agent);
+}
+
+gboolean
+natter_ice_agent_send (NiceAgent    *agent,
+                       guint         stream_id,
+                       guint         component_id,
+                       const guint8 *data,
+                       gsize         len)
+{
+  int sent = nice_agent_send (agent, stream_id, component_id, (guint) len, (const gchar *) data);
+
+  return sent >= 0 && (gsize) sent == len;
+}
+
+void
+natter_ice_session_count_send (NatterIceSession *self,
+                               gsize             len,
+                               gboolean          sent)
+{
+  g_return_if_fail (NATTER_IS_ICE_SESSION (self));
+
+  if (!sent)
+    {
+      self->stats.dropped_send_error++;
+      return;
+    }
+  self->stats.datagrams_sent++;
+  self->stats.bytes_sent += len;
 }
 
 void

@@ -225,6 +225,25 @@ void     natter_ice_session_set_datagram_func (NatterIceSession      *self,
 gboolean natter_ice_session_send              (NatterIceSession      *self,
                                                const guint8          *data,
                                                gsize                  len);
+
+/* natter_ice_session_send() in three steps, for sending from another
+ * thread (libnice's agent takes its own lock).  On the session's thread:
+ * the agent (a new reference, to be released on that thread) and where to
+ * send, or NULL (counted as dropped) when the session cannot send @len
+ * bytes now.  On any thread: natter_ice_agent_send().  Then, again on the
+ * session's thread, count the result. */
+NiceAgent *natter_ice_session_prepare_send     (NatterIceSession      *self,
+                                                gsize                  len,
+                                                guint                 *stream_id,
+                                                guint                 *component_id);
+gboolean   natter_ice_agent_send               (NiceAgent             *agent,
+                                                guint                  stream_id,
+                                                guint                  component_id,
+                                                const guint8          *data,
+                                                gsize                  len);
+void       natter_ice_session_count_send       (NatterIceSession      *self,
+                                                gsize                  len,
+                                                gboolean               sent);
 void     natter_ice_session_get_stats         (NatterIceSession      *self,
                                                NatterIceStats        *stats);
 

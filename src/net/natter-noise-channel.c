@@ -510,6 +510,61 @@ read_be64 (const guint8 *in)
   return v;
 }
 
+static gboolean
+reserve_seal (NatterNoiseChannel  *self,
+              gsize                len,
+              gint64               now_us,
+              guint64             *counter_out,
+              GError             **error)
+{
+  if (!natter_secure_channel_is_established (NATTER_SECURE_CHANNEL (self)))
+    {
+      g_set_error_literal (error, NATTER_NOISE_ERROR, NATTER_NOISE_ERROR_STATE,
+                           "Channel not established");
+      return FALSE;
+    }
+  if (len > NATTER_NOISE_CHANNEL_MAX_PLAINTEXT)
+    {
+      g_set_error (error, NATTER_NOISE_ERROR, NATTER_NOISE_ERROR_TOO_LARGE,
+                   "Datagram payload of %" G_GSIZE_FORMAT " bytes is too large", len);
+      return FALSE;
+    }
+
+  if (now_us - self->send_epoch_start_us >= NATTER_NOISE_CHANNEL_REKEY_AFTER_US)
+    self->send_counter = MAX (self->send_counter,
+                              (self->send_epoch + 1) << NATTER_NOISE_CHANNEL_EPOCH_SHIFT);
+  if (self->send_counter >= MAX_COUNTER)
+    {
+      g_set_error_literal (error, NATTER_NOISE_ERROR, NATTER_NOISE_ERROR_STATE,
+                           "Datagram counter exhausted");
+      return FALSE;
+    }
+  while (self->send_epoch < self->send_counter >> NATTER_NOISE_CHANNEL_EPOCH_SHIFT)
+    {
+      natter_noise_rekey_key (self->secrets->send_key);
+      self->send_epoch++;
+      self->send_epoch_start_us = now_us;
+    }
+
+  *counter_out = self->send_counter++;
+  self->stats.datagrams_sent++;
+  self->stats.send_epoch = self->send_epoch;
+  return TRUE;
+}
+
+static void
+seal (const guint8 *key,
+      guint64       counter,
+      const guint8 *plaintext,
+      gsize         len,
+      guint8       *datagram)
+{
+  datagram[0] = NATTER_NOISE_CHANNEL_TYPE_DATA;
+  write_be64 (datagram + 1, counter);
+  natter_noise_aead_encrypt (key, counter, datagram, NATTER_NOISE_CHANNEL_HEADER_LEN,
+                             plaintext, len, datagram + NATTER_NOISE_CHANNEL_HEADER_LEN);
+}
+
 static GBytes *
 natter_noise_channel_encrypt (NatterSecureChannel  *channel,
                               const guint8         *plaintext,
@@ -521,44 +576,10 @@ natter_noise_channel_encrypt (NatterSecureChannel  *channel,
   guint64 counter;
   guint8 *datagram;
 
-  if (!natter_secure_channel_is_established (channel))
-    {
-      g_set_error_literal (error, NATTER_NOISE_ERROR, NATTER_NOISE_ERROR_STATE,
-                           "Channel not established");
-      return NULL;
-    }
-  if (len > NATTER_NOISE_CHANNEL_MAX_PLAINTEXT)
-    {
-      g_set_error (error, NATTER_NOISE_ERROR, NATTER_NOISE_ERROR_TOO_LARGE,
-                   "Datagram payload of %" G_GSIZE_FORMAT " bytes is too large", len);
-      return NULL;
-    }
-
-  if (now_us - self->send_epoch_start_us >= NATTER_NOISE_CHANNEL_REKEY_AFTER_US)
-    self->send_counter = MAX (self->send_counter,
-                              (self->send_epoch + 1) << NATTER_NOISE_CHANNEL_EPOCH_SHIFT);
-  if (self->send_counter >= MAX_COUNTER)
-    {
-      g_set_error_literal (error, NATTER_NOISE_ERROR, NATTER_NOISE_ERROR_STATE,
-                           "Datagram counter exhausted");
-      return NULL;
-    }
-  while (self->send_epoch < self->send_counter >> NATTER_NOISE_CHANNEL_EPOCH_SHIFT)
-    {
-      natter_noise_rekey_key (self->secrets->send_key);
-      self->send_epoch++;
-      self->send_epoch_start_us = now_us;
-    }
-
-  counter = self->send_counter++;
+  if (!reserve_seal (self, len, now_us, &counter, error))
+    return NULL;
   datagram = g_malloc (len + NATTER_NOISE_CHANNEL_OVERHEAD);
-  datagram[0] = NATTER_NOISE_CHANNEL_TYPE_DATA;
-  write_be64 (datagram + 1, counter);
-  natter_noise_aead_encrypt (self->secrets->send_key, counter,
-                             datagram, NATTER_NOISE_CHANNEL_HEADER_LEN,
-                             plaintext, len, datagram + NATTER_NOISE_CHANNEL_HEADER_LEN);
-  self->stats.datagrams_sent++;
-  self->stats.send_epoch = self->send_epoch;
+  seal (self->secrets->send_key, counter, plaintext, len, datagram);
   return g_bytes_new_take (datagram, len + NATTER_NOISE_CHANNEL_OVERHEAD);
 }
 
@@ -603,6 +624,9 @@ commit_epoch (NatterNoiseChannel *self,
   self->has_recv_prev = TRUE;
   self->stats.recv_epoch = epoch;
 }
+
+static void accept_datagram (NatterNoiseChannel *self,
+                             guint64             counter);
 
 static gboolean
 handle_data (NatterNoiseChannel  *self,
@@ -673,6 +697,16 @@ handle_data (NatterNoiseChannel  *self,
     }
 
   commit_epoch (self, epoch);
+  accept_datagram (self, counter);
+  *plaintext_out = g_bytes_new_take (plaintext, plaintext_len);
+  return TRUE;
+}
+
+/* A datagram authenticated and its counter is fresh: take it. */
+static void
+accept_datagram (NatterNoiseChannel *self,
+                 guint64             counter)
+{
   window_accept (&self->window, counter);
   self->stats.datagrams_received++;
 
@@ -691,9 +725,6 @@ handle_data (NatterNoiseChannel  *self,
    * kept for retransmission are no longer needed. */
   g_clear_pointer (&self->msg2, g_bytes_unref);
   g_clear_pointer (&self->msg3, g_bytes_unref);
-
-  *plaintext_out = g_bytes_new_take (plaintext, plaintext_len);
-  return TRUE;
 }
 
 static gboolean
@@ -739,6 +770,121 @@ natter_noise_channel_handle_datagram (NatterSecureChannel  *channel,
     }
   return drop (&self->stats.dropped_unexpected, error, NATTER_NOISE_ERROR_UNEXPECTED,
                "Unexpected datagram type");
+}
+
+/* ---- Data, split for another thread ------------------------------------ */
+
+gboolean
+natter_noise_channel_reserve_seal (NatterNoiseChannel     *self,
+                                   gsize                   len,
+                                   gint64                  now_us,
+                                   NatterNoiseChannelJob  *job,
+                                   GError                **error)
+{
+  g_return_val_if_fail (NATTER_IS_NOISE_CHANNEL (self), FALSE);
+  g_return_val_if_fail (job != NULL, FALSE);
+
+  if (!reserve_seal (self, len, now_us, &job->counter, error))
+    return FALSE;
+  memcpy (job->key, self->secrets->send_key, NATTER_NOISE_KEY_LEN);
+  return TRUE;
+}
+
+void
+natter_noise_channel_job_seal (const NatterNoiseChannelJob *job,
+                               const guint8                *plaintext,
+                               gsize                        len,
+                               guint8                      *datagram)
+{
+  seal (job->key, job->counter, plaintext, len, datagram);
+}
+
+gboolean
+natter_noise_channel_prepare_open (NatterNoiseChannel     *self,
+                                   const guint8           *data,
+                                   gsize                   len,
+                                   NatterNoiseChannelJob  *job)
+{
+  guint64 counter, epoch;
+  const guint8 *key;
+
+  g_return_val_if_fail (NATTER_IS_NOISE_CHANNEL (self), FALSE);
+  g_return_val_if_fail (job != NULL, FALSE);
+
+  /* Whatever is not plainly openable (short, early, replayed, or from an
+   * epoch whose key would first have to be derived) takes the whole path,
+   * which also counts it. */
+  if (len < NATTER_NOISE_CHANNEL_OVERHEAD || len > NATTER_NOISE_MAX_MESSAGE_LEN
+      || data[0] != NATTER_NOISE_CHANNEL_TYPE_DATA
+      || !natter_secure_channel_is_established (NATTER_SECURE_CHANNEL (self)))
+    return FALSE;
+
+  counter = read_be64 (data + 1);
+  if (counter >= MAX_COUNTER || window_check (&self->window, counter) != WINDOW_FRESH)
+    return FALSE;
+
+  epoch = counter >> NATTER_NOISE_CHANNEL_EPOCH_SHIFT;
+  if (epoch == self->recv_epoch)
+    key = self->secrets->recv_key;
+  else if (epoch + 1 == self->recv_epoch && self->has_recv_prev)
+    key = self->secrets->recv_prev_key;
+  else
+    return FALSE;
+
+  memcpy (job->key, key, NATTER_NOISE_KEY_LEN);
+  job->counter = counter;
+  return TRUE;
+}
+
+gboolean
+natter_noise_channel_job_open (const NatterNoiseChannelJob *job,
+                               guint8                      *datagram,
+                               gsize                        len)
+{
+  if (len < NATTER_NOISE_CHANNEL_OVERHEAD || read_be64 (datagram + 1) != job->counter)
+    return FALSE;
+  return natter_noise_aead_decrypt (job->key, job->counter,
+                                    datagram, NATTER_NOISE_CHANNEL_HEADER_LEN,
+                                    datagram + NATTER_NOISE_CHANNEL_HEADER_LEN,
+                                    len - NATTER_NOISE_CHANNEL_HEADER_LEN,
+                                    datagram + NATTER_NOISE_CHANNEL_HEADER_LEN);
+}
+
+gboolean
+natter_noise_channel_commit_open (NatterNoiseChannel  *self,
+                                  guint64              counter,
+                                  gboolean             authentic,
+                                  GError             **error)
+{
+  g_return_val_if_fail (NATTER_IS_NOISE_CHANNEL (self), FALSE);
+
+  if (!authentic)
+    return drop (&self->stats.dropped_tampered, error, NATTER_NOISE_ERROR_DECRYPT,
+                 "Datagram failed authentication");
+  /* The channel may have failed meanwhile, and wiped its keys. */
+  if (!natter_secure_channel_is_established (NATTER_SECURE_CHANNEL (self)))
+    return drop (&self->stats.dropped_unexpected, error, NATTER_NOISE_ERROR_STATE,
+                 "Channel not running");
+  switch (window_check (&self->window, counter))
+    {
+    case WINDOW_DUPLICATE:
+      return drop (&self->stats.dropped_replayed, error, NATTER_NOISE_ERROR_REPLAYED,
+                   "Replayed datagram");
+    case WINDOW_TOO_OLD:
+      return drop (&self->stats.dropped_too_old, error, NATTER_NOISE_ERROR_REPLAYED,
+                   "Datagram behind the replay window");
+    case WINDOW_FRESH:
+    default:
+      break;
+    }
+  accept_datagram (self, counter);
+  return TRUE;
+}
+
+void
+natter_noise_channel_job_clear (NatterNoiseChannelJob *job)
+{
+  sodium_memzero (job, sizeof *job);
 }
 
 /* ---- Introspection ----------------------------------------------------- */

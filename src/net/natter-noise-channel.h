@@ -62,4 +62,51 @@ NatterSecureChannel *natter_noise_channel_new (NatterNoiseRole   role,
                                                const guint8     *expected_remote_static,
                                                GError          **error);
 
+/* The data path split in two, so that the AEAD can run on another thread
+ * (see "Threads" in docs/architecture.md).  The cheap, stateful steps stay
+ * with the owner of the channel: reserving a counter (and rekeying) before
+ * a seal; checking the replay window and choosing the key before an open;
+ * committing the counter to the window only once it authenticated.  The
+ * seal and open themselves touch no channel state.  A job holds a copy of
+ * one epoch's key: wipe it with natter_noise_channel_job_clear(). */
+typedef struct
+{
+  guint8  key[NATTER_NOISE_KEY_LEN];
+  guint64 counter;
+} NatterNoiseChannelJob;
+
+gboolean natter_noise_channel_reserve_seal  (NatterNoiseChannel     *self,
+                                             gsize                   len,
+                                             gint64                  now_us,
+                                             NatterNoiseChannelJob  *job,
+                                             GError                **error);
+/* @datagram: room for len + NATTER_NOISE_CHANNEL_OVERHEAD bytes; may not
+ * overlap @plaintext.  Any thread. */
+void     natter_noise_channel_job_seal      (const NatterNoiseChannelJob *job,
+                                             const guint8                *plaintext,
+                                             gsize                        len,
+                                             guint8                      *datagram);
+/* TRUE if @data is a data datagram that may be opened off the channel's
+ * thread: fresh in the replay window, from the current or the previous
+ * epoch.  FALSE for everything else, which goes to
+ * natter_secure_channel_handle_datagram() as before. */
+gboolean natter_noise_channel_prepare_open  (NatterNoiseChannel     *self,
+                                             const guint8           *data,
+                                             gsize                   len,
+                                             NatterNoiseChannelJob  *job);
+/* Opens @datagram in place: on success the plaintext starts at
+ * datagram + NATTER_NOISE_CHANNEL_HEADER_LEN and is
+ * len - NATTER_NOISE_CHANNEL_OVERHEAD bytes long.  Any thread. */
+gboolean natter_noise_channel_job_open      (const NatterNoiseChannelJob *job,
+                                             guint8                      *datagram,
+                                             gsize                        len);
+/* After natter_noise_channel_job_open(), on the channel's thread: counts
+ * the datagram, and if it authenticated and is still fresh (another copy
+ * may have been committed meanwhile), marks its counter as seen. */
+gboolean natter_noise_channel_commit_open   (NatterNoiseChannel     *self,
+                                             guint64                 counter,
+                                             gboolean                authentic,
+                                             GError                **error);
+void     natter_noise_channel_job_clear     (NatterNoiseChannelJob  *job);
+
 G_END_DECLS

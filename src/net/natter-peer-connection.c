@@ -35,6 +35,8 @@
 #define DATA_PPID        0x4e4b0002u
 #define TICK_MS          250
 #define DEFAULT_LOW_WATER (256 * 1024)
+/* Received datagrams up to this size skip an idle crypto worker. */
+#define INLINE_MAX       512
 
 /* Received messages waiting for the main context are bounded: past the high
  * mark the transport stops reading from SCTP, the peer's window fills and
@@ -102,6 +104,25 @@ typedef struct
   guint16 stream;
   GBytes *bytes;
 } Send;
+
+/* A data datagram sealed or opened on the crypto worker. */
+typedef struct
+{
+  NatterCryptoJob parent;
+  Inner *inner;
+  NatterNoiseChannelJob crypto;
+  gboolean ok;
+  /* Seal: SCTP's packet, and where the worker sends the datagram. */
+  GBytes *packet;
+  NiceAgent *agent;
+  guint stream_id;
+  guint component_id;
+  /* Open: when it arrived. */
+  gint64 received_us;
+  gsize alloc_size;
+  gsize len;
+  guint8 datagram[];
+} DatagramJob;
 
 G_DEFINE_FINAL_TYPE (NatterPeerConnection, natter_peer_connection, G_TYPE_OBJECT)
 
@@ -442,6 +463,125 @@ inner_schedule_channel_timer (Inner *inner)
   g_source_attach (inner->channel_timer, natter_transport_get_context (inner->transport));
 }
 
+/* Data datagrams take the crypto worker whenever the channel can split its
+ * work (see "Threads" in docs/architecture.md); a datagram tap, which
+ * tests use to see every datagram in order, keeps them all here. */
+static gboolean
+inner_can_offload (Inner *inner)
+{
+  return inner->tap == NULL && NATTER_IS_NOISE_CHANNEL (inner->channel);
+}
+
+/* A small datagram that arrives while the worker has nothing to do (a
+ * chat message, a SACK) is opened here: the hand-off would cost more than
+ * the AEAD, and nothing in flight can be overtaken.  Small sends do not get
+ * this shortcut: under load they are mostly SACKs, and sending them here
+ * costs the transport thread a system call each. */
+static gboolean
+inner_open_inline (Inner *inner,
+                   gsize  len)
+{
+  return len <= INLINE_MAX
+         && natter_crypto_worker_is_idle (natter_transport_get_crypto_worker (inner->transport));
+}
+
+static DatagramJob *
+datagram_job_new (Inner *inner,
+                  gsize  len)
+{
+  gsize size = sizeof (DatagramJob) + len;
+  DatagramJob *job;
+
+  job = natter_crypto_worker_alloc_job (natter_transport_get_crypto_worker (inner->transport),
+                                        size);
+  job->inner = inner_ref (inner);
+  job->alloc_size = size;
+  job->len = len;
+  job->ok = FALSE;
+  job->packet = NULL;
+  job->agent = NULL;
+  job->received_us = 0;
+  return job;
+}
+
+static void
+datagram_job_free (DatagramJob *job)
+{
+  Inner *inner = job->inner;
+
+  natter_crypto_worker_free_job (natter_transport_get_crypto_worker (inner->transport),
+                                 job, job->alloc_size);
+  inner_unref (inner);
+}
+
+static void
+seal_job_run (NatterCryptoJob *job)
+{
+  DatagramJob *self = (DatagramJob *) job;
+  gsize len;
+  const guint8 *data = g_bytes_get_data (self->packet, &len);
+
+  natter_noise_channel_job_seal (&self->crypto, data, len, self->datagram);
+  natter_noise_channel_job_clear (&self->crypto);
+  self->ok = natter_ice_agent_send (self->agent, self->stream_id, self->component_id,
+                                    self->datagram, self->len);
+}
+
+static void
+seal_job_done (NatterCryptoJob *job)
+{
+  DatagramJob *self = (DatagramJob *) job;
+  Inner *inner = self->inner;
+
+  if (inner->ice != NULL)
+    natter_ice_session_count_send (inner->ice, self->len, self->ok);
+  g_object_unref (self->agent);
+  g_bytes_unref (self->packet);
+  datagram_job_free (self);
+}
+
+static gboolean
+inner_offload_seal (Inner  *inner,
+                    GBytes *packet)
+{
+  g_autoptr(GError) error = NULL;
+  NatterNoiseChannelJob crypto;
+  DatagramJob *job;
+  NiceAgent *agent;
+  guint stream_id, component_id;
+  gsize len = g_bytes_get_size (packet);
+  gint64 now = g_get_monotonic_time ();
+
+  if (!natter_noise_channel_reserve_seal (NATTER_NOISE_CHANNEL (inner->channel), len, now,
+                                          &crypto, &error))
+    {
+      g_debug ("cannot encrypt SCTP packet: %s", error->message);
+      return TRUE;
+    }
+  agent = inner->ice != NULL
+          ? natter_ice_session_prepare_send (inner->ice, len + NATTER_NOISE_CHANNEL_OVERHEAD,
+                                             &stream_id, &component_id)
+          : NULL;
+  if (agent == NULL)
+    {
+      natter_noise_channel_job_clear (&crypto);
+      return TRUE;
+    }
+
+  job = datagram_job_new (inner, len + NATTER_NOISE_CHANNEL_OVERHEAD);
+  job->parent.run = seal_job_run;
+  job->parent.done = seal_job_done;
+  job->crypto = crypto;
+  natter_noise_channel_job_clear (&crypto);
+  job->packet = g_bytes_ref (packet);
+  job->agent = agent;
+  job->stream_id = stream_id;
+  job->component_id = component_id;
+  natter_crypto_worker_push (natter_transport_get_crypto_worker (inner->transport), &job->parent);
+  inner->last_tx_us = now;
+  return TRUE;
+}
+
 static void
 on_sctp_packet_out (NatterSctpAssociation *sctp,
                     GBytes                *packet,
@@ -454,6 +594,8 @@ on_sctp_packet_out (NatterSctpAssociation *sctp,
   const guint8 *data = g_bytes_get_data (packet, &len);
 
   if (inner->finished || inner->channel == NULL)
+    return;
+  if (inner_can_offload (inner) && inner_offload_seal (inner, packet))
     return;
 
   datagram = natter_secure_channel_encrypt (inner->channel, data, len,
@@ -631,6 +773,61 @@ inner_flush_channel (Inner *inner)
 }
 
 static void
+open_job_run (NatterCryptoJob *job)
+{
+  DatagramJob *self = (DatagramJob *) job;
+
+  self->ok = natter_noise_channel_job_open (&self->crypto, self->datagram, self->len);
+  /* The counter is still needed, for the replay window. */
+  sodium_memzero (self->crypto.key, sizeof self->crypto.key);
+}
+
+/* The replay window is only ever read and written here, on the transport
+ * thread: the worker merely said whether the datagram is authentic. */
+static void
+open_job_done (NatterCryptoJob *job)
+{
+  DatagramJob *self = (DatagramJob *) job;
+  Inner *inner = self->inner;
+
+  if (!inner->finished && inner->channel != NULL
+      && natter_noise_channel_commit_open (NATTER_NOISE_CHANNEL (inner->channel),
+                                           self->crypto.counter, self->ok, NULL))
+    {
+      inner->last_rx_us = MAX (inner->last_rx_us, self->received_us);
+      if (inner->sctp != NULL)
+        natter_sctp_association_receive_packet (inner->sctp,
+                                                self->datagram + NATTER_NOISE_CHANNEL_HEADER_LEN,
+                                                self->len - NATTER_NOISE_CHANNEL_OVERHEAD);
+    }
+  datagram_job_free (self);
+}
+
+static gboolean
+inner_offload_open (Inner        *inner,
+                    const guint8 *data,
+                    gsize         len,
+                    gint64        now)
+{
+  NatterNoiseChannelJob crypto;
+  DatagramJob *job;
+
+  if (!natter_noise_channel_prepare_open (NATTER_NOISE_CHANNEL (inner->channel), data, len,
+                                          &crypto))
+    return FALSE;
+
+  job = datagram_job_new (inner, len);
+  job->parent.run = open_job_run;
+  job->parent.done = open_job_done;
+  job->crypto = crypto;
+  natter_noise_channel_job_clear (&crypto);
+  job->received_us = now;
+  memcpy (job->datagram, data, len);
+  natter_crypto_worker_push (natter_transport_get_crypto_worker (inner->transport), &job->parent);
+  return TRUE;
+}
+
+static void
 on_ice_datagram (NatterIceSession *session,
                  const guint8     *data,
                  gsize             len,
@@ -656,6 +853,10 @@ on_ice_datagram (NatterIceSession *session,
                   "The peer does not expect this identity");
       return;
     }
+
+  if (inner_can_offload (inner) && !inner_open_inline (inner, len)
+      && inner_offload_open (inner, data, len, now))
+    return;
 
   if (!natter_secure_channel_handle_datagram (inner->channel, data, len, now, &plaintext, &error))
     {

@@ -15,6 +15,7 @@ struct _NatterTransport
   GMainContext *context;
   GMainLoop *loop;
   GThread *thread;
+  NatterCryptoWorker *crypto_worker;
 };
 
 G_DEFINE_FINAL_TYPE (NatterTransport, natter_transport, G_TYPE_OBJECT)
@@ -66,6 +67,7 @@ natter_transport_finalize (GObject *object)
       self->thread = NULL;
     }
 
+  g_clear_pointer (&self->crypto_worker, natter_crypto_worker_free);
   g_clear_pointer (&self->loop, g_main_loop_unref);
   g_clear_pointer (&self->context, g_main_context_unref);
 
@@ -83,6 +85,7 @@ natter_transport_init (NatterTransport *self)
 {
   self->context = g_main_context_new ();
   self->loop = g_main_loop_new (self->context, FALSE);
+  self->crypto_worker = natter_crypto_worker_new (self->context);
   self->thread = g_thread_new ("natter-transport", transport_thread, self);
 }
 
@@ -114,6 +117,14 @@ natter_transport_get_context (NatterTransport *self)
   g_return_val_if_fail (NATTER_IS_TRANSPORT (self), NULL);
 
   return self->context;
+}
+
+NatterCryptoWorker *
+natter_transport_get_crypto_worker (NatterTransport *self)
+{
+  g_return_val_if_fail (NATTER_IS_TRANSPORT (self), NULL);
+
+  return self->crypto_worker;
 }
 
 gboolean

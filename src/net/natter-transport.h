@@ -8,6 +8,8 @@
 
 #include <gio/gio.h>
 
+#include "natter-crypto-worker.h"
+
 G_BEGIN_DECLS
 
 #define NATTER_TYPE_TRANSPORT (natter_transport_get_type ())
@@ -36,5 +38,9 @@ void             natter_transport_invoke      (NatterTransport *self,
                                                GSourceFunc      func,
                                                gpointer         data,
                                                GDestroyNotify   destroy);
+
+/* The thread that seals and opens the secure channels' data datagrams;
+ * its results come back on the transport context. */
+NatterCryptoWorker *natter_transport_get_crypto_worker (NatterTransport *self);
 
 G_END_DECLS

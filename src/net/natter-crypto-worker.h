@@ -1,0 +1,49 @@
+/* natter-crypto-worker.h: a thread for the secure channels' AEAD work
+ *
+ * Copyright 2026 The Natter developers
+ * SPDX-License-Identifier: GPL-3.0-or-later
+ */
+
+#pragma once
+
+#include <glib.h>
+
+G_BEGIN_DECLS
+
+typedef struct _NatterCryptoWorker NatterCryptoWorker;
+typedef struct _NatterCryptoJob NatterCryptoJob;
+
+typedef void (*NatterCryptoJobFunc) (NatterCryptoJob *job);
+
+/* Embed as the first member of a larger struct.  run() is called on the
+ * worker thread, then done() on the worker's context; both in the order
+ * the jobs were pushed.  done() owns the job. */
+struct _NatterCryptoJob
+{
+  NatterCryptoJob     *next;
+  NatterCryptoJobFunc  run;
+  NatterCryptoJobFunc  done;
+};
+
+NatterCryptoWorker *natter_crypto_worker_new  (GMainContext       *context);
+/* Waits for the thread; jobs not yet finished get neither callback and
+ * must not be pending: only for a context that is going away. */
+void                natter_crypto_worker_free (NatterCryptoWorker *self);
+/* On the worker's context. */
+void                natter_crypto_worker_push (NatterCryptoWorker *self,
+                                               NatterCryptoJob    *job);
+
+/* On the worker's context: TRUE when no job is queued, running or waiting
+ * for done().  Work done inline while it is TRUE stays in order with the
+ * jobs. */
+gboolean            natter_crypto_worker_is_idle   (NatterCryptoWorker *self);
+
+/* On the worker's context: memory for a job of @size bytes, recycled
+ * from earlier jobs when it is small (as a datagram is). */
+gpointer            natter_crypto_worker_alloc_job (NatterCryptoWorker *self,
+                                                    gsize               size);
+void                natter_crypto_worker_free_job  (NatterCryptoWorker *self,
+                                                    gpointer            job,
+                                                    gsize               size);
+
+G_END_DECLS

@@ -419,14 +419,21 @@ test_signal_validation (void)
   g_autoptr(GBytes) from_stranger = natter_lan_signal_pack (stranger, natter_identity_get_peer_id (b),
                                                             blob, now, NULL);
   NatterLanDiscoveryStats stats;
-  guint received = 0;
+  guint received = 0, found = 0;
+  g_autoptr(GInetSocketAddress) address = NULL;
   guint8 noise[300];
 
   natter_lan_discovery_set_contacts (discovery, contacts);
   g_signal_connect (discovery, "signal-received", G_CALLBACK (count_cb), &received);
+  g_signal_connect (discovery, "contact-found", G_CALLBACK (count_cb), &found);
 
+  /* A good signal is delivered, and proves the contact is at its source. */
   natter_lan_discovery_handle_signal (discovery, g_bytes_get_data (good, NULL), g_bytes_get_size (good), from);
   g_assert_cmpuint (received, ==, 1);
+  g_assert_cmpuint (found, ==, 1);
+  address = natter_lan_discovery_dup_contact_address (discovery, natter_identity_get_peer_id (a));
+  g_assert_nonnull (address);
+  g_assert_cmpuint (g_inet_socket_address_get_port (address), ==, 40000);
   /* A replay is dropped. */
   natter_lan_discovery_handle_signal (discovery, g_bytes_get_data (good, NULL), g_bytes_get_size (good), from);
   g_assert_cmpuint (received, ==, 1);
@@ -446,6 +453,7 @@ test_signal_validation (void)
   g_assert_cmpuint (stats.signals_dropped_rate, >=, 700);
   g_assert_cmpuint (stats.signals_dropped_malformed + stats.signals_dropped_rate, ==, 1000);
   g_assert_cmpuint (received, ==, 1);
+  g_assert_cmpuint (found, ==, 1);
 }
 
 int

@@ -436,6 +436,7 @@ struct _NatterLanDiscovery
   GSource         *group_source;
   GSource         *announce_source;
   GSource         *expire_source;
+  gint64           last_answer;
 
   double           tokens;
   gint64           tokens_at;
@@ -563,6 +564,24 @@ record_sighting (GHashTable         *table,
   return changed;
 }
 
+static void send_announcements    (NatterLanDiscovery *self);
+static void schedule_announcement (NatterLanDiscovery *self);
+
+/* A contact that just appeared has probably just started: announce at once
+ * rather than make it wait up to an interval, but at most once per quarter
+ * interval, so replayed announcements cannot make us flood. */
+static void
+answer_new_contact (NatterLanDiscovery *self)
+{
+  gint64 now = g_get_monotonic_time ();
+
+  if (!self->started || now - self->last_answer < (gint64) self->interval_ms * 1000 / 4)
+    return;
+  self->last_answer = now;
+  send_announcements (self);
+  schedule_announcement (self);
+}
+
 void
 natter_lan_discovery_handle_announcement (NatterLanDiscovery *self,
                                           const guint8       *data,
@@ -594,7 +613,10 @@ natter_lan_discovery_handle_announcement (NatterLanDiscovery *self,
 
       self->stats.announcements_recognised++;
       if (record_sighting (self->found, peer_id, from))
-        g_signal_emit (self, signals[SIGNAL_CONTACT_FOUND], 0, peer_id, from);
+        {
+          answer_new_contact (self);
+          g_signal_emit (self, signals[SIGNAL_CONTACT_FOUND], 0, peer_id, from);
+        }
       return;
     }
 
@@ -691,6 +713,12 @@ natter_lan_discovery_handle_signal (NatterLanDiscovery *self,
 
   self->stats.signals_received++;
   peer_id = g_strdup (contact->peer_id);
+
+  /* A sealed, signed and fresh signal proves the contact is here as well
+   * as an announcement does, and it may come first: the contact heard our
+   * announcement before we heard one of its. */
+  if (record_sighting (self->found, peer_id, from))
+    g_signal_emit (self, signals[SIGNAL_CONTACT_FOUND], 0, peer_id, from);
   g_signal_emit (self, signals[SIGNAL_SIGNAL_RECEIVED], 0, peer_id, blob);
 }
 

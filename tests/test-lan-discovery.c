@@ -287,6 +287,13 @@ test_garbage (void)
   g_assert_cmpuint (found, ==, 1);
   natter_lan_discovery_get_stats (discovery, &stats);
   g_assert_cmpuint (stats.announcements_recognised, ==, 2);
+
+  /* A flood of well-formed ones is checked at a bounded rate. */
+  for (guint i = 0; i < 2000; i++)
+    natter_lan_discovery_handle_announcement (discovery, good_data, good_len, from);
+  natter_lan_discovery_get_stats (discovery, &stats);
+  g_assert_cmpuint (stats.dropped_rate, >=, 1000);
+  g_assert_cmpuint (stats.announcements_recognised + stats.dropped_rate, ==, 2002);
 }
 
 static void

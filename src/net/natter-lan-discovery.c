@@ -38,6 +38,8 @@
 #define SIGNAL_SEEN_IDS      256
 #define SIGNAL_RATE          100.0   /* datagrams per second, ... */
 #define SIGNAL_BURST         200.0   /* ... with this burst */
+#define ANNOUNCE_RATE        200.0   /* announcements checked per second, ... */
+#define ANNOUNCE_BURST       400.0   /* ... with this burst */
 #define RECEIVE_BATCH        64      /* datagrams read per wake-up */
 
 G_DEFINE_QUARK (natter-lan-discovery-error-quark, natter_lan_discovery_error)
@@ -403,6 +405,7 @@ typedef struct
   guint         index;
   guint32       address;   /* network order */
   guint32       netmask;   /* network order */
+  guint16       port;      /* of the socket, host order */
   GSocket      *socket;    /* bound to the interface's address: sends and receives unicast */
   GSource      *source;
 } Iface;
@@ -438,8 +441,10 @@ struct _NatterLanDiscovery
   GSource         *expire_source;
   gint64           last_answer;
 
-  double           tokens;
+  double           tokens;          /* signal rate limit */
   gint64           tokens_at;
+  double           announce_tokens; /* announcement rate limit */
+  gint64           announce_tokens_at;
   guint8           seen_ids[SIGNAL_SEEN_IDS][SIGNAL_ID_LEN];
   guint            seen_next;
   guint            seen_count;
@@ -527,13 +532,27 @@ is_own_address (NatterLanDiscovery *self,
   for (guint i = 0; i < self->ifaces->len; i++)
     {
       Iface *iface = g_ptr_array_index (self->ifaces, i);
-      g_autoptr(GSocketAddress) local = g_socket_get_local_address (iface->socket, NULL);
 
-      if (local != NULL && iface->address == address &&
-          g_inet_socket_address_get_port (G_INET_SOCKET_ADDRESS (local)) == port)
+      if (iface->address == address && iface->port == port)
         return TRUE;
     }
   return FALSE;
+}
+
+static gboolean
+take_token (double *tokens,
+            gint64 *tokens_at,
+            double  rate,
+            double  burst)
+{
+  gint64 now = g_get_monotonic_time ();
+
+  *tokens = MIN (burst, *tokens + (now - *tokens_at) * rate / G_USEC_PER_SEC);
+  *tokens_at = now;
+  if (*tokens < 1.0)
+    return FALSE;
+  *tokens -= 1.0;
+  return TRUE;
 }
 
 /* Records a sighting; TRUE when it is new or its address changed. */
@@ -606,6 +625,13 @@ natter_lan_discovery_handle_announcement (NatterLanDiscovery *self,
     }
   self->stats.announcements_received++;
 
+  /* Looking for the sender costs a hash per contact: bound the rate. */
+  if (!take_token (&self->announce_tokens, &self->announce_tokens_at, ANNOUNCE_RATE, ANNOUNCE_BURST))
+    {
+      self->stats.dropped_rate++;
+      return;
+    }
+
   contact = natter_lan_announcement_find_sender (&announcement, self->contacts);
   if (contact != NULL)
     {
@@ -650,18 +676,6 @@ find_contact_by_key (NatterLanDiscovery *self,
   return NULL;
 }
 
-static gboolean
-take_token (NatterLanDiscovery *self)
-{
-  gint64 now = g_get_monotonic_time ();
-
-  self->tokens = MIN (SIGNAL_BURST, self->tokens + (now - self->tokens_at) * SIGNAL_RATE / G_USEC_PER_SEC);
-  self->tokens_at = now;
-  if (self->tokens < 1.0)
-    return FALSE;
-  self->tokens -= 1.0;
-  return TRUE;
-}
 
 void
 natter_lan_discovery_handle_signal (NatterLanDiscovery *self,
@@ -677,7 +691,7 @@ natter_lan_discovery_handle_signal (NatterLanDiscovery *self,
   g_autofree char *peer_id = NULL;
 
   /* The limit comes before any public-key work. */
-  if (!take_token (self))
+  if (!take_token (&self->tokens, &self->tokens_at, SIGNAL_RATE, SIGNAL_BURST))
     {
       self->stats.signals_dropped_rate++;
       return;
@@ -937,6 +951,7 @@ open_iface_socket (NatterLanDiscovery  *self,
                    GError             **error)
 {
   g_autoptr(GInetSocketAddress) bind_address = make_ipv4_address (iface->address, 0);
+  g_autoptr(GSocketAddress) local = NULL;
   struct ip_mreqn mreq = { 0 };
 
   iface->socket = g_socket_new (G_SOCKET_FAMILY_IPV4, G_SOCKET_TYPE_DATAGRAM,
@@ -946,6 +961,10 @@ open_iface_socket (NatterLanDiscovery  *self,
   g_socket_set_blocking (iface->socket, FALSE);
   if (!g_socket_bind (iface->socket, G_SOCKET_ADDRESS (bind_address), FALSE, error))
     return FALSE;
+  local = g_socket_get_local_address (iface->socket, error);
+  if (local == NULL)
+    return FALSE;
+  iface->port = g_inet_socket_address_get_port (G_INET_SOCKET_ADDRESS (local));
 
   /* Announcements leave through this interface only, and no further than
    * the link; they loop back so that instances on this host see them. */
@@ -1057,8 +1076,6 @@ natter_lan_discovery_start (NatterLanDiscovery  *self,
     }
 
   randombytes_buf (self->handle, sizeof self->handle);
-  self->tokens = SIGNAL_BURST;
-  self->tokens_at = g_get_monotonic_time ();
 
   self->expire_source = g_timeout_source_new (MAX (self->interval_ms / 2, 50));
   g_source_set_callback (self->expire_source, expire_cb, self, NULL);
@@ -1388,6 +1405,8 @@ natter_lan_discovery_init (NatterLanDiscovery *self)
   self->interval_ms = NATTER_LAN_DISCOVERY_INTERVAL_MS;
   self->tokens = SIGNAL_BURST;
   self->tokens_at = g_get_monotonic_time ();
+  self->announce_tokens = ANNOUNCE_BURST;
+  self->announce_tokens_at = self->tokens_at;
   self->contacts = g_ptr_array_new_with_free_func ((GDestroyNotify) natter_lan_contact_free);
   self->found = g_hash_table_new_full (g_str_hash, g_str_equal, g_free, (GDestroyNotify) sighting_free);
   self->nearby = g_hash_table_new_full (g_str_hash, g_str_equal, g_free, (GDestroyNotify) sighting_free);

@@ -64,6 +64,7 @@ typedef struct
   guint64 announcements_recognised;  /* from a contact */
   guint64 dropped_malformed;         /* bad magic, version, length or field */
   guint64 dropped_oversized;
+  guint64 dropped_rate;              /* well formed, over the checking rate limit */
   guint64 signals_sent;
   guint64 signals_received;          /* delivered as "signal-received" */
   guint64 signals_dropped_malformed; /* bad framing, or not sealed to us */

@@ -936,16 +936,6 @@ find_interfaces (NatterLanDiscovery *self)
 }
 
 static gboolean
-set_int_option (GSocket  *socket,
-                int       level,
-                int       option,
-                int       value,
-                GError  **error)
-{
-  return g_socket_set_option (socket, level, option, value, error);
-}
-
-static gboolean
 open_iface_socket (NatterLanDiscovery  *self,
                    Iface               *iface,
                    GError             **error)
@@ -1007,7 +997,7 @@ open_group_socket (NatterLanDiscovery  *self,
   if (!g_socket_bind (self->group_socket, bind_address, TRUE, error))
     return FALSE;
 #ifdef IP_MULTICAST_ALL
-  if (!set_int_option (self->group_socket, IPPROTO_IP, IP_MULTICAST_ALL, 0, error))
+  if (!g_socket_set_option (self->group_socket, IPPROTO_IP, IP_MULTICAST_ALL, 0, error))
     return FALSE;
 #endif
 

@@ -463,6 +463,36 @@ test_signal_validation (void)
   g_assert_cmpuint (found, ==, 1);
 }
 
+/* ---- Interfaces ------------------------------------------------------------ */
+
+static void
+test_no_interface (void)
+{
+  g_autoptr(NatterIdentity) a = natter_identity_new_random ();
+  g_autoptr(NatterLanDiscovery) discovery = NULL;
+  g_autoptr(GError) error = NULL;
+  g_autofree char *saved = g_strdup (g_getenv ("NATTER_INTERFACES"));
+  static const char *lo[] = { "lo", NULL };
+  g_autoptr(GBytes) blob = g_bytes_new_static ("x", 1);
+
+  /* The environment wins over the list given, and a name that matches
+   * nothing fails rather than widening to every interface. */
+  g_setenv ("NATTER_INTERFACES", "natter-none0", TRUE);
+  discovery = natter_lan_discovery_new (NULL, a, lo);
+  if (saved != NULL)
+    g_setenv ("NATTER_INTERFACES", saved, TRUE);
+  else
+    g_unsetenv ("NATTER_INTERFACES");
+
+  g_assert_false (natter_lan_discovery_start (discovery, &error));
+  g_assert_error (error, NATTER_LAN_DISCOVERY_ERROR, NATTER_LAN_DISCOVERY_ERROR_NO_INTERFACE);
+  g_clear_error (&error);
+
+  /* Not running: nothing is sent. */
+  g_assert_false (natter_lan_discovery_send_signal (discovery, natter_identity_get_peer_id (a), blob, &error));
+  g_assert_error (error, NATTER_LAN_DISCOVERY_ERROR, NATTER_LAN_DISCOVERY_ERROR_STATE);
+}
+
 int
 main (int   argc,
       char *argv[])
@@ -478,6 +508,7 @@ main (int   argc,
   g_test_add_func ("/lan/announcement/discoverable", test_discoverable);
   g_test_add_func ("/lan/signal/round-trip", test_signal_round_trip);
   g_test_add_func ("/lan/signal/validation", test_signal_validation);
+  g_test_add_func ("/lan/interfaces/none", test_no_interface);
 
   return g_test_run ();
 }

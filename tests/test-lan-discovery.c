@@ -183,12 +183,12 @@ test_tampered (void)
   g_autoptr(NatterIdentity) b = natter_identity_new_random ();
   g_autoptr(GPtrArray) a_contacts = contacts_of (a, b, NULL);
   g_autoptr(GPtrArray) b_contacts = contacts_of (b, a, NULL);
-  guint8 handle[NATTER_LAN_HANDLE_LEN] = { 1, 2, 3, 4, 5, 6, 7, 8 };
+  guint8 handle[NATTER_LAN_DISCOVERABLE_LEN] = { 1, 2, 3, 4, 5, 6, 7, 8 };
   g_autoptr(GBytes) bytes = natter_lan_announcement_build (a_contacts, 0, handle);
   gsize len;
   g_autofree guint8 *copy = g_bytes_unref_to_data (g_bytes_ref (bytes), &len);
   NatterLanAnnouncement announcement;
-  gsize covered = NATTER_LAN_HEADER_LEN + NATTER_LAN_HANDLE_LEN;
+  gsize covered = NATTER_LAN_HEADER_LEN + NATTER_LAN_DISCOVERABLE_LEN;
   gssize own_tag = -1;
 
   g_assert_true (natter_lan_announcement_parse (copy, len, &announcement, NULL));
@@ -304,7 +304,7 @@ test_discoverable (void)
   g_autoptr(GPtrArray) a_contacts = g_ptr_array_new_with_free_func ((GDestroyNotify) natter_lan_contact_free);
   g_autoptr(NatterLanDiscovery) discovery = natter_lan_discovery_new (NULL, stranger, NULL);
   g_autoptr(GInetSocketAddress) from = some_address ();
-  guint8 handle[NATTER_LAN_HANDLE_LEN];
+  guint8 handle[NATTER_LAN_DISCOVERABLE_LEN];
   g_autoptr(GBytes) plain = natter_lan_announcement_build (a_contacts, 0, NULL);
   g_autoptr(GBytes) marked = NULL;
   guint nearby = 0, found = 0;
@@ -493,6 +493,44 @@ test_no_interface (void)
   g_assert_error (error, NATTER_LAN_DISCOVERY_ERROR, NATTER_LAN_DISCOVERY_ERROR_STATE);
 }
 
+static void
+test_reveal (void)
+{
+  g_autoptr(NatterIdentity) a = natter_identity_new_random ();
+  guint8 public[NATTER_LAN_REVEAL_KEY_LEN], secret[NATTER_LAN_REVEAL_KEY_LEN];
+  guint8 other_public[NATTER_LAN_REVEAL_KEY_LEN], other_secret[NATTER_LAN_REVEAL_KEY_LEN];
+  g_autoptr(GBytes) reveal = NULL;
+  g_autoptr(GError) error = NULL;
+  g_autofree char *peer_id = NULL;
+  g_autofree guint8 *copy = NULL;
+  gsize len;
+
+  crypto_box_keypair (public, secret);
+  crypto_box_keypair (other_public, other_secret);
+  reveal = natter_lan_reveal_pack (a, public, &error);
+  g_assert_no_error (error);
+  assert_reveals_nothing (reveal, a);
+
+  peer_id = natter_lan_reveal_unpack (public, secret, g_bytes_get_data (reveal, NULL),
+                                      g_bytes_get_size (reveal), &error);
+  g_assert_no_error (error);
+  g_assert_cmpstr (peer_id, ==, natter_identity_get_peer_id (a));
+
+  /* Only the holder of the run's key can read it. */
+  g_assert_null (natter_lan_reveal_unpack (other_public, other_secret, g_bytes_get_data (reveal, NULL),
+                                           g_bytes_get_size (reveal), NULL));
+
+  /* Every flipped byte is caught; so are other lengths. */
+  copy = g_bytes_unref_to_data (g_bytes_ref (reveal), &len);
+  for (gsize i = 0; i < len; i++)
+    {
+      copy[i] ^= 0x04;
+      g_assert_null (natter_lan_reveal_unpack (public, secret, copy, len, NULL));
+      copy[i] ^= 0x04;
+    }
+  g_assert_null (natter_lan_reveal_unpack (public, secret, copy, len - 1, NULL));
+}
+
 int
 main (int   argc,
       char *argv[])
@@ -509,6 +547,7 @@ main (int   argc,
   g_test_add_func ("/lan/signal/round-trip", test_signal_round_trip);
   g_test_add_func ("/lan/signal/validation", test_signal_validation);
   g_test_add_func ("/lan/interfaces/none", test_no_interface);
+  g_test_add_func ("/lan/nearby/reveal", test_reveal);
 
   return g_test_run ();
 }

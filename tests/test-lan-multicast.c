@@ -29,6 +29,8 @@ typedef struct
   guint                 found;
   guint                 lost;
   guint                 nearby;
+  char                 *nearby_handle;
+  char                 *revealed;
   guint                 signals;
   GBytes               *message;
 } Node;
@@ -143,6 +145,18 @@ nearby_found_cb (NatterLanDiscovery *discovery,
                  Node               *node)
 {
   node->nearby++;
+  g_free (node->nearby_handle);
+  node->nearby_handle = g_strdup (handle);
+}
+
+static void
+nearby_revealed_cb (NatterLanDiscovery *discovery,
+                    const char         *peer_id,
+                    GInetSocketAddress *address,
+                    Node               *node)
+{
+  g_free (node->revealed);
+  node->revealed = g_strdup (peer_id);
 }
 
 static void
@@ -171,6 +185,7 @@ node_init (Node                *node,
   g_signal_connect (node->discovery, "contact-found", G_CALLBACK (contact_found_cb), node);
   g_signal_connect (node->discovery, "contact-lost", G_CALLBACK (contact_lost_cb), node);
   g_signal_connect (node->discovery, "nearby-found", G_CALLBACK (nearby_found_cb), node);
+  g_signal_connect (node->discovery, "nearby-revealed", G_CALLBACK (nearby_revealed_cb), node);
   g_signal_connect (node->discovery, "signal-received", G_CALLBACK (signal_received_cb), node);
   g_assert_true (natter_lan_discovery_start (node->discovery, &error));
   g_assert_no_error (error);
@@ -185,6 +200,8 @@ node_clear (Node *node)
   g_clear_object (&node->discovery);
   g_clear_object (&node->identity);
   g_clear_pointer (&node->found_peer, g_free);
+  g_clear_pointer (&node->nearby_handle, g_free);
+  g_clear_pointer (&node->revealed, g_free);
   g_clear_pointer (&node->message, g_bytes_unref);
 }
 
@@ -287,6 +304,18 @@ c_sees_nearby (gpointer data)
 }
 
 static gboolean
+a_sees_nearby (gpointer data)
+{
+  return ((Trio *) data)->a.nearby > 0;
+}
+
+static gboolean
+c_has_reveal (gpointer data)
+{
+  return ((Trio *) data)->c.revealed != NULL;
+}
+
+static gboolean
 a_lost_b (gpointer data)
 {
   return ((Trio *) data)->a.lost > 0;
@@ -363,6 +392,14 @@ test_find_and_connect (void)
   g_assert_true (wait_for (c_sees_nearby, &trio, 5));
   g_assert_cmpuint (trio.c.found, ==, 0);
   assert_not_captured (captured, trio.a.identity);
+
+  /* C becomes discoverable too; A chooses to tell it who A is. */
+  natter_lan_discovery_set_discoverable (trio.c.discovery, TRUE);
+  g_assert_true (wait_for (a_sees_nearby, &trio, 5));
+  g_assert_true (natter_lan_discovery_reveal_to_nearby (trio.a.discovery, trio.a.nearby_handle, NULL));
+  g_assert_true (wait_for (c_has_reveal, &trio, 5));
+  g_assert_cmpstr (trio.c.revealed, ==, natter_identity_get_peer_id (trio.a.identity));
+  g_assert_null (trio.b.revealed);
 
   /* B goes away: A notices within the lost interval and a bit. */
   natter_peer_connection_close (trio.a.connection);

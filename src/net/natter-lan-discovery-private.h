@@ -12,6 +12,10 @@ G_BEGIN_DECLS
 
 #define NATTER_LAN_NONCE_LEN     16
 #define NATTER_LAN_HANDLE_LEN    8
+#define NATTER_LAN_REVEAL_KEY_LEN 32
+/* A discoverable announcement's extra block: handle, then the X25519 key
+ * a peer ID may be revealed to. */
+#define NATTER_LAN_DISCOVERABLE_LEN (NATTER_LAN_HANDLE_LEN + NATTER_LAN_REVEAL_KEY_LEN)
 #define NATTER_LAN_TAG_LEN       16
 #define NATTER_LAN_HEADER_LEN    (8 + NATTER_LAN_NONCE_LEN)
 #define NATTER_LAN_TAG_GROUP     8   /* tags are padded to a multiple of this */
@@ -36,6 +40,7 @@ typedef struct
   guint8        flags;
   const guint8 *nonce;    /* NATTER_LAN_NONCE_LEN */
   const guint8 *handle;   /* NATTER_LAN_HANDLE_LEN, or NULL */
+  const guint8 *reveal_key; /* NATTER_LAN_REVEAL_KEY_LEN, with the handle */
   const guint8 *tags;     /* n_tags * NATTER_LAN_TAG_LEN */
   guint         n_tags;
   const guint8 *data;     /* the whole datagram */
@@ -44,10 +49,11 @@ typedef struct
 
 /* Builds an announcement with tags for @contacts (NatterLanContact *),
  * starting at @first and wrapping, at most NATTER_LAN_DISCOVERY_MAX_TAGS,
- * padded with random tags; @handle non-NULL marks it discoverable. */
+ * padded with random tags; @discoverable (NATTER_LAN_DISCOVERABLE_LEN
+ * bytes) non-NULL marks it discoverable. */
 GBytes  *natter_lan_announcement_build (GPtrArray                   *contacts,
                                         guint                        first,
-                                        const guint8                *handle);
+                                        const guint8                *discoverable);
 /* Checks the framing of untrusted bytes; @out points into @data. */
 gboolean natter_lan_announcement_parse (const guint8                *data,
                                         gsize                        len,
@@ -71,6 +77,18 @@ GBytes  *natter_lan_signal_unpack (NatterIdentity   *self,
                                    gint64            now_ms,
                                    guint8            sender_public_key[NATTER_PUBLIC_KEY_LEN],
                                    guint8            message_id[16],
+                                   GError          **error);
+
+/* Revealing one's peer ID to someone nearby: sealed to its per-run
+ * @reveal_key, signed over that key. */
+GBytes  *natter_lan_reveal_pack   (NatterIdentity   *self,
+                                   const guint8     *reveal_key,
+                                   GError          **error);
+/* Opens with the per-run key pair; returns the revealed peer ID. */
+char    *natter_lan_reveal_unpack (const guint8     *reveal_public,
+                                   const guint8     *reveal_secret,
+                                   const guint8     *data,
+                                   gsize             len,
                                    GError          **error);
 
 /* Feeds a datagram as if it had arrived from @from, for tests. */

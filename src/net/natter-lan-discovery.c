@@ -22,12 +22,16 @@
 
 #define ANNOUNCE_MAGIC   "NTLA"
 #define SIGNAL_MAGIC     "NTLS"
+#define REVEAL_MAGIC     "NTLR"
 #define WIRE_VERSION     1
 
 #define PAIR_CONTEXT     "natter-lan-pair-v1"
 #define DIR_CONTEXT      "natter-lan-dir-v1"
 #define TAG_CONTEXT      "natter-lan-tag-v1"
 #define SIGNAL_CONTEXT   "natter-lan-signal-v1"
+#define REVEAL_CONTEXT   "natter-lan-reveal-v1"
+#define REVEAL_PLAIN_LEN (NATTER_PUBLIC_KEY_LEN + NATTER_SIGNATURE_LEN)
+#define REVEAL_LEN       (5 + crypto_box_SEALBYTES + REVEAL_PLAIN_LEN)
 
 /* Signal plaintext: sender key, message id, time, signature, blob. */
 #define SIGNAL_ID_LEN        16
@@ -124,7 +128,8 @@ natter_lan_contact_new (NatterIdentity  *self,
   return contact;
 }
 
-/* The tag covers everything before the tags: header, nonce and handle. */
+/* The tag covers everything before the tags: header, nonce and the
+ * discoverable block. */
 static void
 compute_tag (const guint8 *key,
              const guint8 *covered,
@@ -142,13 +147,13 @@ compute_tag (const guint8 *key,
 GBytes *
 natter_lan_announcement_build (GPtrArray    *contacts,
                                guint         first,
-                               const guint8 *handle)
+                               const guint8 *discoverable)
 {
   guint n_contacts = contacts != NULL ? MIN (contacts->len, NATTER_LAN_DISCOVERY_MAX_TAGS) : 0;
   /* Padding to a multiple of 8 hides the exact number of contacts. */
   guint n_tags = MAX (NATTER_LAN_TAG_GROUP,
                       (n_contacts + NATTER_LAN_TAG_GROUP - 1) / NATTER_LAN_TAG_GROUP * NATTER_LAN_TAG_GROUP);
-  gsize covered = NATTER_LAN_HEADER_LEN + (handle != NULL ? NATTER_LAN_HANDLE_LEN : 0);
+  gsize covered = NATTER_LAN_HEADER_LEN + (discoverable != NULL ? NATTER_LAN_DISCOVERABLE_LEN : 0);
   gsize len = covered + (gsize) n_tags * NATTER_LAN_TAG_LEN;
   guint8 *data = g_malloc0 (len);
   guint8 *tags = data + covered;
@@ -156,12 +161,12 @@ natter_lan_announcement_build (GPtrArray    *contacts,
 
   memcpy (data, ANNOUNCE_MAGIC, 4);
   data[4] = WIRE_VERSION;
-  data[5] = handle != NULL ? NATTER_LAN_FLAG_DISCOVERABLE : 0;
+  data[5] = discoverable != NULL ? NATTER_LAN_FLAG_DISCOVERABLE : 0;
   data[6] = (guint8) n_tags;
   data[7] = 0;
   randombytes_buf (data + 8, NATTER_LAN_NONCE_LEN);
-  if (handle != NULL)
-    memcpy (data + NATTER_LAN_HEADER_LEN, handle, NATTER_LAN_HANDLE_LEN);
+  if (discoverable != NULL)
+    memcpy (data + NATTER_LAN_HEADER_LEN, discoverable, NATTER_LAN_DISCOVERABLE_LEN);
 
   /* Fill every slot with noise, then put the real tags in random slots. */
   randombytes_buf (tags, (gsize) n_tags * NATTER_LAN_TAG_LEN);
@@ -213,7 +218,7 @@ natter_lan_announcement_parse (const guint8           *data,
     }
 
   n_tags = data[6];
-  covered = NATTER_LAN_HEADER_LEN + ((data[5] & NATTER_LAN_FLAG_DISCOVERABLE) ? NATTER_LAN_HANDLE_LEN : 0);
+  covered = NATTER_LAN_HEADER_LEN + ((data[5] & NATTER_LAN_FLAG_DISCOVERABLE) ? NATTER_LAN_DISCOVERABLE_LEN : 0);
   if (n_tags == 0 || n_tags > NATTER_LAN_DISCOVERY_MAX_TAGS || n_tags % NATTER_LAN_TAG_GROUP != 0 ||
       len != covered + (gsize) n_tags * NATTER_LAN_TAG_LEN)
     {
@@ -225,6 +230,7 @@ natter_lan_announcement_parse (const guint8           *data,
   out->flags = data[5];
   out->nonce = data + 8;
   out->handle = (data[5] & NATTER_LAN_FLAG_DISCOVERABLE) ? data + NATTER_LAN_HEADER_LEN : NULL;
+  out->reveal_key = out->handle != NULL ? out->handle + NATTER_LAN_HANDLE_LEN : NULL;
   out->tags = data + covered;
   out->n_tags = n_tags;
   out->data = data;
@@ -397,6 +403,80 @@ natter_lan_signal_unpack (NatterIdentity  *self,
   return g_bytes_new (p + SIGNAL_FIXED_LEN + NATTER_SIGNATURE_LEN, blob_len);
 }
 
+/* ---- Revealing to someone nearby ------------------------------------------ */
+
+static guint8 *
+reveal_signed_bytes (const guint8 *reveal_key,
+                     const guint8 *public_key,
+                     gsize        *len)
+{
+  gsize ctx_len = strlen (REVEAL_CONTEXT);
+  guint8 *bytes = g_malloc (ctx_len + NATTER_LAN_REVEAL_KEY_LEN + NATTER_PUBLIC_KEY_LEN);
+
+  memcpy (bytes, REVEAL_CONTEXT, ctx_len);
+  memcpy (bytes + ctx_len, reveal_key, NATTER_LAN_REVEAL_KEY_LEN);
+  memcpy (bytes + ctx_len + NATTER_LAN_REVEAL_KEY_LEN, public_key, NATTER_PUBLIC_KEY_LEN);
+  *len = ctx_len + NATTER_LAN_REVEAL_KEY_LEN + NATTER_PUBLIC_KEY_LEN;
+  return bytes;
+}
+
+GBytes *
+natter_lan_reveal_pack (NatterIdentity  *self,
+                        const guint8    *reveal_key,
+                        GError         **error)
+{
+  guint8 plain[REVEAL_PLAIN_LEN];
+  guint8 *out;
+  gsize signed_len;
+  g_autofree guint8 *signed_bytes = NULL;
+
+  /* The signature names the recipient's per-run key, so the reveal means
+   * nothing to anyone else and cannot be replayed to another run. */
+  memcpy (plain, natter_identity_get_public_key (self), NATTER_PUBLIC_KEY_LEN);
+  signed_bytes = reveal_signed_bytes (reveal_key, plain, &signed_len);
+  natter_identity_sign (self, signed_bytes, signed_len, plain + NATTER_PUBLIC_KEY_LEN);
+
+  out = g_malloc (REVEAL_LEN);
+  memcpy (out, REVEAL_MAGIC, 4);
+  out[4] = WIRE_VERSION;
+  if (crypto_box_seal (out + 5, plain, sizeof plain, reveal_key) != 0)
+    {
+      g_free (out);
+      g_set_error_literal (error, NATTER_LAN_DISCOVERY_ERROR, NATTER_LAN_DISCOVERY_ERROR_REJECTED,
+                           "Not a usable key to reveal to");
+      return NULL;
+    }
+  return g_bytes_new_take (out, REVEAL_LEN);
+}
+
+char *
+natter_lan_reveal_unpack (const guint8  *reveal_public,
+                          const guint8  *reveal_secret,
+                          const guint8  *data,
+                          gsize          len,
+                          GError       **error)
+{
+  guint8 plain[REVEAL_PLAIN_LEN];
+  gsize signed_len;
+  g_autofree guint8 *signed_bytes = NULL;
+
+  if (len != REVEAL_LEN || memcmp (data, REVEAL_MAGIC, 4) != 0 || data[4] != WIRE_VERSION ||
+      crypto_box_seal_open (plain, data + 5, len - 5, reveal_public, reveal_secret) != 0)
+    {
+      g_set_error_literal (error, NATTER_LAN_DISCOVERY_ERROR, NATTER_LAN_DISCOVERY_ERROR_MALFORMED,
+                           "Not a reveal sealed to us");
+      return NULL;
+    }
+  signed_bytes = reveal_signed_bytes (reveal_public, plain, &signed_len);
+  if (!natter_verify_signature (plain, signed_bytes, signed_len, plain + NATTER_PUBLIC_KEY_LEN, NULL))
+    {
+      g_set_error_literal (error, NATTER_LAN_DISCOVERY_ERROR, NATTER_LAN_DISCOVERY_ERROR_REJECTED,
+                           "Reveal with a bad signature");
+      return NULL;
+    }
+  return natter_peer_id_from_public_key (plain);
+}
+
 /* ---- The object ---------------------------------------------------------- */
 
 typedef struct
@@ -414,6 +494,7 @@ typedef struct
 {
   GInetSocketAddress *address;
   gint64              last_seen;   /* monotonic, µs */
+  guint8              reveal_key[NATTER_LAN_REVEAL_KEY_LEN];   /* nearby only */
 } Sighting;
 
 struct _NatterLanDiscovery
@@ -426,7 +507,8 @@ struct _NatterLanDiscovery
   guint16          port;
   guint            interval_ms;
   gboolean         discoverable;
-  guint8           handle[NATTER_LAN_HANDLE_LEN];
+  guint8           handle[NATTER_LAN_DISCOVERABLE_LEN];   /* handle, reveal key */
+  guint8           reveal_secret[NATTER_X25519_KEY_LEN];
 
   GPtrArray       *contacts;      /* NatterLanContact * */
   guint            rotation;
@@ -460,6 +542,7 @@ enum
   SIGNAL_CONTACT_LOST,
   SIGNAL_NEARBY_FOUND,
   SIGNAL_NEARBY_LOST,
+  SIGNAL_NEARBY_REVEALED,
   SIGNAL_SIGNAL_RECEIVED,
   N_SIGNALS
 };
@@ -658,7 +741,12 @@ natter_lan_discovery_handle_announcement (NatterLanDiscovery *self,
           g_hash_table_size (self->nearby) >= NATTER_LAN_DISCOVERY_MAX_NEARBY)
         return;
       if (record_sighting (self->nearby, handle, from))
-        g_signal_emit (self, signals[SIGNAL_NEARBY_FOUND], 0, handle, from);
+        {
+          Sighting *sighting = g_hash_table_lookup (self->nearby, handle);
+
+          memcpy (sighting->reveal_key, announcement.reveal_key, NATTER_LAN_REVEAL_KEY_LEN);
+          g_signal_emit (self, signals[SIGNAL_NEARBY_FOUND], 0, handle, from);
+        }
     }
 }
 
@@ -694,6 +782,28 @@ natter_lan_discovery_handle_signal (NatterLanDiscovery *self,
   if (!take_token (&self->tokens, &self->tokens_at, SIGNAL_RATE, SIGNAL_BURST))
     {
       self->stats.signals_dropped_rate++;
+      return;
+    }
+
+  if (len >= 4 && memcmp (data, REVEAL_MAGIC, 4) == 0)
+    {
+      g_autofree char *revealed = NULL;
+
+      if (!self->discoverable)
+        {
+          self->stats.signals_dropped_rejected++;
+          return;
+        }
+      revealed = natter_lan_reveal_unpack (self->handle + NATTER_LAN_HANDLE_LEN, self->reveal_secret,
+                                           data, len, &error);
+      if (revealed == NULL)
+        {
+          self->stats.signals_dropped_malformed++;
+          g_debug ("LAN discovery: dropped a reveal: %s", error->message);
+          return;
+        }
+      self->stats.reveals_received++;
+      g_signal_emit (self, signals[SIGNAL_NEARBY_REVEALED], 0, revealed, from);
       return;
     }
 
@@ -1065,7 +1175,9 @@ natter_lan_discovery_start (NatterLanDiscovery  *self,
       return FALSE;
     }
 
-  randombytes_buf (self->handle, sizeof self->handle);
+  /* A new handle and reveal key for every run. */
+  randombytes_buf (self->handle, NATTER_LAN_HANDLE_LEN);
+  crypto_box_keypair (self->handle + NATTER_LAN_HANDLE_LEN, self->reveal_secret);
 
   self->expire_source = g_timeout_source_new (MAX (self->interval_ms / 2, 50));
   g_source_set_callback (self->expire_source, expire_cb, self, NULL);
@@ -1094,6 +1206,7 @@ natter_lan_discovery_stop (NatterLanDiscovery *self)
   g_clear_object (&self->group_socket);
   g_clear_pointer (&self->ifaces, g_ptr_array_unref);
 
+  sodium_memzero (self->reveal_secret, sizeof self->reveal_secret);
   expire_table (self, self->found, SIGNAL_CONTACT_LOST, TRUE);
   expire_table (self, self->nearby, SIGNAL_NEARBY_LOST, TRUE);
 }
@@ -1257,6 +1370,47 @@ natter_lan_discovery_send_signal (NatterLanDiscovery  *self,
   return TRUE;
 }
 
+gboolean
+natter_lan_discovery_reveal_to_nearby (NatterLanDiscovery  *self,
+                                       const char          *handle,
+                                       GError             **error)
+{
+  g_autoptr(GBytes) datagram = NULL;
+  Sighting *sighting;
+  guint32 address;
+  const guint8 *data;
+  gsize len;
+
+  g_return_val_if_fail (NATTER_IS_LAN_DISCOVERY (self), FALSE);
+  g_return_val_if_fail (handle != NULL, FALSE);
+
+  if (!self->started)
+    {
+      g_set_error_literal (error, NATTER_LAN_DISCOVERY_ERROR, NATTER_LAN_DISCOVERY_ERROR_STATE,
+                           "LAN discovery is not running");
+      return FALSE;
+    }
+  sighting = g_hash_table_lookup (self->nearby, handle);
+  if (sighting == NULL || !address_to_ipv4 (sighting->address, &address))
+    {
+      g_set_error (error, NATTER_LAN_DISCOVERY_ERROR, NATTER_LAN_DISCOVERY_ERROR_UNKNOWN_PEER,
+                   "Nobody nearby is listed as %s", handle);
+      return FALSE;
+    }
+
+  datagram = natter_lan_reveal_pack (self->identity, sighting->reveal_key, error);
+  if (datagram == NULL)
+    return FALSE;
+  data = g_bytes_get_data (datagram, &len);
+  if (g_socket_send_to (iface_towards (self, address)->socket, G_SOCKET_ADDRESS (sighting->address),
+                        (const char *) data, len, NULL, error) < 0)
+    {
+      self->stats.send_errors++;
+      return FALSE;
+    }
+  return TRUE;
+}
+
 GInetSocketAddress *
 natter_lan_discovery_dup_contact_address (NatterLanDiscovery *self,
                                           const char         *peer_id)
@@ -1312,6 +1466,7 @@ natter_lan_discovery_finalize (GObject *object)
 {
   NatterLanDiscovery *self = NATTER_LAN_DISCOVERY (object);
 
+  sodium_memzero (self->reveal_secret, sizeof self->reveal_secret);
   g_clear_pointer (&self->contacts, g_ptr_array_unref);
   g_clear_pointer (&self->found, g_hash_table_unref);
   g_clear_pointer (&self->nearby, g_hash_table_unref);
@@ -1365,6 +1520,19 @@ natter_lan_discovery_class_init (NatterLanDiscoveryClass *klass)
    */
   signals[SIGNAL_NEARBY_FOUND] =
     g_signal_new ("nearby-found",
+                  G_TYPE_FROM_CLASS (klass),
+                  G_SIGNAL_RUN_LAST,
+                  0, NULL, NULL, NULL,
+                  G_TYPE_NONE, 2, G_TYPE_STRING, G_TYPE_INET_SOCKET_ADDRESS);
+  /**
+   * NatterLanDiscovery::nearby-revealed:
+   * @peer_id: the peer ID someone nearby chose to show us (signature checked)
+   * @address: where it came from
+   *
+   * Only while we are discoverable: the reveal is sealed to this run's key.
+   */
+  signals[SIGNAL_NEARBY_REVEALED] =
+    g_signal_new ("nearby-revealed",
                   G_TYPE_FROM_CLASS (klass),
                   G_SIGNAL_RUN_LAST,
                   0, NULL, NULL, NULL,

@@ -65,6 +65,7 @@ typedef struct
   guint64 dropped_malformed;         /* bad magic, version, length or field */
   guint64 dropped_oversized;
   guint64 dropped_rate;              /* well formed, over the checking rate limit */
+  guint64 reveals_received;          /* delivered as "nearby-revealed" */
   guint64 signals_sent;
   guint64 signals_received;          /* delivered as "signal-received" */
   guint64 signals_dropped_malformed; /* bad framing, or not sealed to us */
@@ -95,6 +96,13 @@ void     natter_lan_discovery_set_contacts     (NatterLanDiscovery  *self,
 void     natter_lan_discovery_set_discoverable (NatterLanDiscovery  *self,
                                                 gboolean             discoverable);
 gboolean natter_lan_discovery_get_discoverable (NatterLanDiscovery  *self);
+
+/* Tells the stranger listed as @handle ("nearby-found") who we are: our
+ * peer ID, signed and sealed to a key only that stranger holds.  It is
+ * reported there as "nearby-revealed".  An explicit choice of the user. */
+gboolean natter_lan_discovery_reveal_to_nearby (NatterLanDiscovery  *self,
+                                                const char          *handle,
+                                                GError             **error);
 
 /* For tests and special set-ups; only before start(). 0 keeps the default. */
 void     natter_lan_discovery_set_port         (NatterLanDiscovery  *self,

@@ -215,6 +215,30 @@ both_see_each_other (gpointer data)
          g_hash_table_contains (two->b->online, peer_id (two->a));
 }
 
+static gboolean
+b_got_signal (gpointer data)
+{
+  Two *two = data;
+
+  return two->b->signals->len > 0;
+}
+
+static gboolean
+both_got_signal (gpointer data)
+{
+  Two *two = data;
+
+  return two->a->signals->len > 0 && two->b->signals->len > 0;
+}
+
+static gboolean
+a_sees_b_offline (gpointer data)
+{
+  Two *two = data;
+
+  return !g_hash_table_contains (two->a->online, peer_id (two->b));
+}
+
 /* ---- Argument checks ----------------------------------------------------- */
 
 static void
@@ -296,8 +320,7 @@ test_presence_and_signals (void)
   g_assert_no_error (error);
   g_assert_true (natter_rendezvous_client_send_signal (b.client, peer_id (&a), reply, &error));
   g_assert_no_error (error);
-  while (a.signals->len < 1 || b.signals->len < 1)
-    g_assert_true (g_main_context_iteration (NULL, TRUE));
+  g_assert_true (wait_for (both_got_signal, &two, 5));
   g_assert_true (g_bytes_equal (g_ptr_array_index (b.signals, 0), hello));
   g_assert_cmpstr (g_ptr_array_index (b.senders, 0), ==, peer_id (&a));
   g_assert_true (g_bytes_equal (g_ptr_array_index (a.signals, 0), reply));
@@ -305,8 +328,7 @@ test_presence_and_signals (void)
 
   /* B goes away: A sees it offline. */
   natter_rendezvous_client_stop (b.client);
-  while (g_hash_table_contains (a.online, peer_id (&b)))
-    g_assert_true (g_main_context_iteration (NULL, TRUE));
+  g_assert_true (wait_for (a_sees_b_offline, &two, 5));
 
   peer_clear (&a);
   peer_clear (&b);
@@ -533,13 +555,145 @@ test_reconnect (void)
   g_assert_true (wait_for (both_see_each_other, &r.two, 5));
   g_assert_true (natter_rendezvous_client_send_signal (a.client, peer_id (&b), hello, &error));
   g_assert_no_error (error);
-  while (b.signals->len < 1)
-    g_assert_true (g_main_context_iteration (NULL, TRUE));
+  g_assert_true (wait_for (b_got_signal, &r.two, 5));
   g_assert_true (g_bytes_equal (g_ptr_array_index (b.signals, 0), hello));
 
   peer_clear (&a);
   peer_clear (&b);
   server_clear (&server);
+}
+
+/* ---- A hostile server ----------------------------------------------------- */
+
+typedef struct
+{
+  GPtrArray *connections;       /* SoupWebsocketConnection, kept open */
+  const char *script;           /* sent on connect; NULL: see below */
+  gboolean binary;
+  gsize huge;                   /* a text frame of this many bytes */
+  gboolean challenge_first;     /* a valid challenge, then @script */
+} Hostile;
+
+static void
+on_hostile_connection (SoupServer              *soup,
+                       SoupServerMessage       *msg,
+                       const char              *path,
+                       SoupWebsocketConnection *ws,
+                       gpointer                 user_data)
+{
+  Hostile *hostile = user_data;
+
+  g_ptr_array_add (hostile->connections, g_object_ref (ws));
+  if (hostile->challenge_first)
+    soup_websocket_connection_send_text (ws,
+      "{\"type\":\"challenge\",\"challenge\":\"AAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA=\","
+      "\"context\":\"natter-rendezvous-register-v1\"}");
+  if (hostile->binary)
+    soup_websocket_connection_send_binary (ws, "\x00\x01", 2);
+  else if (hostile->huge > 0)
+    {
+      g_autofree char *text = g_strnfill (hostile->huge, ' ');
+
+      text[0] = '{';
+      text[hostile->huge - 1] = '}';
+      soup_websocket_connection_send_text (ws, text);
+    }
+  else
+    {
+      /* Not send_text(): it copies a C string; the length is given here. */
+      g_autoptr(GBytes) bytes = g_bytes_new_static (hostile->script, strlen (hostile->script));
+
+      soup_websocket_connection_send_message (ws, SOUP_WEBSOCKET_DATA_TEXT, bytes);
+    }
+}
+
+static gboolean
+reconnected_twice (gpointer data)
+{
+  return ((Hostile *) data)->connections->len >= 2;
+}
+
+static void
+test_hostile_server (void)
+{
+  static const char *scripts[] = {
+    "not json",
+    "[1]",
+    "{\"type\":\"challenge\"} {\"type\":\"pong\"}",
+    "{\"a\":{\"b\":{\"c\":[[[[[[[[[[[[[[[[[[[[[[[[[[]]]]]]]]]]]]]]]]]]]]]]]]}}}",
+    "{\"type\":\"pong\",\"type\":\"pong\"}",
+    "{\"type\":\"whatever\"}",
+    "{\"type\":42}",
+    "{\"type\":\"challenge\",\"challenge\":\"AAAA\",\"context\":\"natter-rendezvous-register-v1\"}",
+    "{\"type\":\"challenge\",\"challenge\":\"AAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA=\",\"context\":\"other\"}",
+    "{\"type\":\"challenge\",\"challenge\":\"AAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA\",\"context\":\"natter-rendezvous-register-v1\"}",
+    "{\"type\":\"registered\",\"peer\":\"nobody\"}",
+    "{\"type\":\"presence\",\"peer\":\"x\",\"online\":true}",
+    "{\"type\":\"signal\",\"from\":\"x\",\"blob\":\"!!!!\"}",
+    "{\"type\":\"pong\",\"extra\":1}",
+    "",
+  };
+  /* After a valid challenge: replies that must not register us. */
+  static const char *after_challenge[] = {
+    "{\"type\":\"registered\",\"peer\":\"n" "aaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaa\"}",
+    "{\"type\":\"presence\",\"peer\":\"n" "aaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaa\",\"online\":true}",
+    "{\"type\":\"signal\",\"from\":\"n" "aaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaa\",\"blob\":\"AAAA\"}",
+    "{\"type\":\"challenge\",\"challenge\":\"AAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA=\",\"context\":\"natter-rendezvous-register-v1\"}",
+  };
+  g_autoptr(NatterIdentity) identity = natter_identity_new_random ();
+  const guint n_cases = G_N_ELEMENTS (scripts) + G_N_ELEMENTS (after_challenge) + 2;
+  GLogLevelFlags fatal;
+
+  /* The client warns about each broken message; that is expected here. */
+  fatal = g_log_set_always_fatal (G_LOG_FATAL_MASK | G_LOG_LEVEL_CRITICAL);
+
+  for (guint i = 0; i < n_cases; i++)
+    {
+      g_autoptr(SoupServer) soup = soup_server_new (NULL, NULL);
+      g_autoptr(GError) error = NULL;
+      g_autoptr(NatterRendezvousClient) client = NULL;
+      g_autofree char *url = NULL;
+      Hostile hostile = { 0 };
+      GSList *uris;
+
+      hostile.connections = g_ptr_array_new_with_free_func (g_object_unref);
+      if (i < G_N_ELEMENTS (scripts))
+        hostile.script = scripts[i];
+      else if (i < G_N_ELEMENTS (scripts) + G_N_ELEMENTS (after_challenge))
+        {
+          hostile.challenge_first = TRUE;
+          hostile.script = after_challenge[i - G_N_ELEMENTS (scripts)];
+        }
+      else if (i == n_cases - 2)
+        hostile.binary = TRUE;
+      else
+        hostile.huge = 200 * 1024;
+
+      soup_server_add_websocket_handler (soup, "/v1", NULL, NULL,
+                                         on_hostile_connection, &hostile, NULL);
+      g_assert_true (soup_server_listen_local (soup, 0, SOUP_SERVER_LISTEN_IPV4_ONLY, &error));
+      g_assert_no_error (error);
+      uris = soup_server_get_uris (soup);
+      url = g_strdup_printf ("ws://127.0.0.1:%d/v1", g_uri_get_port (uris->data));
+      g_slist_free_full (uris, (GDestroyNotify) g_uri_unref);
+
+      client = natter_rendezvous_client_new (url, identity, NULL, &error);
+      g_assert_no_error (error);
+      natter_rendezvous_client_start (client);
+
+      /* The client drops the connection and comes back after its backoff,
+       * never registered, never crashed. */
+      g_assert_true (wait_for (reconnected_twice, &hostile, 5));
+      g_assert_cmpuint (natter_rendezvous_client_get_n_registrations (client), ==, 0);
+      g_assert_cmpint (natter_rendezvous_client_get_state (client), !=,
+                       NATTER_RENDEZVOUS_CLIENT_STATE_REGISTERED);
+
+      natter_rendezvous_client_stop (client);
+      g_clear_object (&client);
+      soup_server_disconnect (soup);
+      g_ptr_array_unref (hostile.connections);
+    }
+  g_log_set_always_fatal (fatal);
 }
 
 int
@@ -560,6 +714,7 @@ main (int   argc,
   g_test_add_func ("/rendezvous-client/presence-and-signals", test_presence_and_signals);
   g_test_add_func ("/rendezvous-client/peer-connection", test_peer_connection);
   g_test_add_func ("/rendezvous-client/reconnect", test_reconnect);
+  g_test_add_func ("/rendezvous-client/hostile-server", test_hostile_server);
 
   return g_test_run ();
 }

@@ -37,6 +37,7 @@ struct _NatterRendezvousClient
   GHashTable                  *contact_set;    /* the same, for lookups */
   GHashTable                  *online;         /* mutual contacts seen online */
   SoupSession                 *session;
+  GMainContext                *context;        /* the creating thread's */
 
   SoupWebsocketConnection     *ws;
   GCancellable                *cancellable;    /* the connection attempt */
@@ -75,6 +76,32 @@ enum {
 static guint signals[N_SIGNALS];
 
 static void connect_now (NatterRendezvousClient *self);
+
+/* Timers go to the creating thread's context, like libsoup's sources. */
+static guint
+add_timeout (NatterRendezvousClient *self,
+             guint                   ms,
+             GSourceFunc             func)
+{
+  g_autoptr(GSource) source = g_timeout_source_new (ms);
+
+  g_source_set_callback (source, func, self, NULL);
+  return g_source_attach (source, self->context);
+}
+
+static void
+remove_source (NatterRendezvousClient *self,
+               guint                  *id)
+{
+  GSource *source;
+
+  if (*id == 0)
+    return;
+  source = g_main_context_find_source_by_id (self->context, *id);
+  if (source != NULL)
+    g_source_destroy (source);
+  *id = 0;
+}
 
 static gboolean
 reconnect_cb (gpointer user_data)
@@ -132,8 +159,8 @@ drop_connection (NatterRendezvousClient *self,
                  gushort                 code,
                  const char             *reason)
 {
-  g_clear_handle_id (&self->ping_id, g_source_remove);
-  g_clear_handle_id (&self->register_timeout_id, g_source_remove);
+  remove_source (self, &self->ping_id);
+  remove_source (self, &self->register_timeout_id);
   if (self->cancellable != NULL)
     {
       g_cancellable_cancel (self->cancellable);
@@ -159,7 +186,7 @@ drop_connection (NatterRendezvousClient *self,
       guint delay = self->backoff_ms / 2 + g_random_int_range (0, self->backoff_ms / 2 + 1);
 
       self->backoff_ms = MIN (self->backoff_ms * 2, NATTER_RENDEZVOUS_CLIENT_BACKOFF_MAX_MS);
-      self->reconnect_id = g_timeout_add (delay, reconnect_cb, self);
+      self->reconnect_id = add_timeout (self, delay, reconnect_cb);
       g_debug ("rendezvous: reconnecting to %s in %u ms", self->url, delay);
     }
   g_object_unref (self);
@@ -426,11 +453,11 @@ handle_registered (NatterRendezvousClient  *self,
   if (strcmp (peer, natter_identity_get_peer_id (self->identity)) != 0)
     return malformed (error, "registered as another peer");
 
-  g_clear_handle_id (&self->register_timeout_id, g_source_remove);
+  remove_source (self, &self->register_timeout_id);
   self->backoff_ms = NATTER_RENDEZVOUS_CLIENT_BACKOFF_MIN_MS;
   self->n_registrations++;
   send_contacts (self);
-  self->ping_id = g_timeout_add_seconds (NATTER_RENDEZVOUS_CLIENT_PING_INTERVAL_S, ping_cb, self);
+  self->ping_id = add_timeout (self, NATTER_RENDEZVOUS_CLIENT_PING_INTERVAL_S * 1000, ping_cb);
   set_state (self, NATTER_RENDEZVOUS_CLIENT_STATE_REGISTERED);
   return TRUE;
 }
@@ -676,7 +703,7 @@ connect_now (NatterRendezvousClient *self)
 {
   g_autoptr(SoupMessage) message = NULL;
 
-  g_clear_handle_id (&self->reconnect_id, g_source_remove);
+  remove_source (self, &self->reconnect_id);
   if (!self->running || self->ws != NULL || self->cancellable != NULL)
     return;
 
@@ -690,8 +717,8 @@ connect_now (NatterRendezvousClient *self)
 
   set_state (self, NATTER_RENDEZVOUS_CLIENT_STATE_CONNECTING);
   self->cancellable = g_cancellable_new ();
-  self->register_timeout_id = g_timeout_add_seconds (NATTER_RENDEZVOUS_CLIENT_REGISTER_TIMEOUT_S,
-                                                     register_timeout_cb, self);
+  self->register_timeout_id = add_timeout (self, NATTER_RENDEZVOUS_CLIENT_REGISTER_TIMEOUT_S * 1000,
+                                            register_timeout_cb);
   soup_session_websocket_connect_async (self->session, message, NULL, NULL,
                                         G_PRIORITY_DEFAULT, self->cancellable,
                                         connect_cb, g_object_ref (self));
@@ -805,7 +832,7 @@ natter_rendezvous_client_stop (NatterRendezvousClient *self)
   g_return_if_fail (NATTER_IS_RENDEZVOUS_CLIENT (self));
 
   self->running = FALSE;
-  g_clear_handle_id (&self->reconnect_id, g_source_remove);
+  remove_source (self, &self->reconnect_id);
   drop_connection (self, SOUP_WEBSOCKET_CLOSE_NORMAL, NULL);
 }
 
@@ -918,9 +945,9 @@ natter_rendezvous_client_dispose (GObject *object)
   NatterRendezvousClient *self = NATTER_RENDEZVOUS_CLIENT (object);
 
   self->running = FALSE;
-  g_clear_handle_id (&self->reconnect_id, g_source_remove);
-  g_clear_handle_id (&self->ping_id, g_source_remove);
-  g_clear_handle_id (&self->register_timeout_id, g_source_remove);
+  remove_source (self, &self->reconnect_id);
+  remove_source (self, &self->ping_id);
+  remove_source (self, &self->register_timeout_id);
   if (self->cancellable != NULL)
     {
       g_cancellable_cancel (self->cancellable);
@@ -948,6 +975,7 @@ natter_rendezvous_client_finalize (GObject *object)
   g_clear_pointer (&self->contact_set, g_hash_table_unref);
   g_clear_pointer (&self->contacts, g_ptr_array_unref);
   g_clear_pointer (&self->online, g_hash_table_unref);
+  g_main_context_unref (self->context);
 
   G_OBJECT_CLASS (natter_rendezvous_client_parent_class)->finalize (object);
 }
@@ -1030,6 +1058,7 @@ natter_rendezvous_client_init (NatterRendezvousClient *self)
   self->contacts = g_ptr_array_new_with_free_func (g_free);
   self->contact_set = g_hash_table_new (g_str_hash, g_str_equal);
   self->backoff_ms = NATTER_RENDEZVOUS_CLIENT_BACKOFF_MIN_MS;
+  self->context = g_main_context_ref_thread_default ();
 }
 
 /* }}} */

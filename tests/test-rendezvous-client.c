@@ -641,7 +641,11 @@ test_hostile_server (void)
     "{\"type\":\"challenge\",\"challenge\":\"AAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA=\",\"context\":\"natter-rendezvous-register-v1\"}",
   };
   g_autoptr(NatterIdentity) identity = natter_identity_new_random ();
-  const guint n_cases = G_N_ELEMENTS (scripts) + G_N_ELEMENTS (after_challenge) + 2;
+  g_autoptr(NatterIdentity) other = natter_identity_new_random ();
+  /* A valid peer ID, but not ours. */
+  g_autofree char *registered_other =
+    g_strdup_printf ("{\"type\":\"registered\",\"peer\":\"%s\"}", natter_identity_get_peer_id (other));
+  const guint n_cases = G_N_ELEMENTS (scripts) + G_N_ELEMENTS (after_challenge) + 3;
   GLogLevelFlags fatal;
 
   /* The client warns about each broken message; that is expected here. */
@@ -663,6 +667,11 @@ test_hostile_server (void)
         {
           hostile.challenge_first = TRUE;
           hostile.script = after_challenge[i - G_N_ELEMENTS (scripts)];
+        }
+      else if (i == n_cases - 3)
+        {
+          hostile.challenge_first = TRUE;
+          hostile.script = registered_other;
         }
       else if (i == n_cases - 2)
         hostile.binary = TRUE;

@@ -10,6 +10,7 @@
 
 #include <json-glib/json-glib.h>
 
+#include "natter-json-scan.h"
 #include "natter-rendezvous-client.h"
 #include "natter-signal-seal.h"
 
@@ -256,69 +257,6 @@ malformed (GError     **error,
                        NATTER_RENDEZVOUS_CLIENT_ERROR_PROTOCOL, message);
   g_free (message);
   return FALSE;
-}
-
-/* json-glib recurses without bound and keeps the last of two members with
- * one name: the raw bytes are scanned first for a single flat object, and
- * its members counted. */
-static gboolean
-scan_message (const guint8  *data,
-              gsize          len,
-              guint         *out_members,
-              GError       **error)
-{
-  gboolean in_string = FALSE;
-  gboolean seen_root = FALSE;
-  guint depth = 0;
-  guint members = 0;
-
-  for (gsize i = 0; i < len; i++)
-    {
-      guint8 c = data[i];
-
-      if (in_string)
-        {
-          if (c == '\\')
-            i++;
-          else if (c == '"')
-            in_string = FALSE;
-          continue;
-        }
-      if (depth == 0 && c != ' ' && c != '\t' && c != '\n' && c != '\r')
-        {
-          if (c != '{' || seen_root)
-            return malformed (error, "not a single JSON object");
-          seen_root = TRUE;
-        }
-      switch (c)
-        {
-        case '"':
-          in_string = TRUE;
-          break;
-        case '{':
-        case '[':
-          if (++depth > MAX_DEPTH)
-            return malformed (error, "nested deeper than %d", MAX_DEPTH);
-          break;
-        case '}':
-        case ']':
-          if (depth == 0)
-            return malformed (error, "unbalanced brackets");
-          depth--;
-          break;
-        case ':':
-          if (depth == 1)
-            members++;
-          break;
-        default:
-          break;
-        }
-    }
-  if (!seen_root || depth != 0)
-    return malformed (error, "not a complete JSON object");
-
-  *out_members = members;
-  return TRUE;
 }
 
 static const char *
@@ -573,13 +511,14 @@ handle_message (NatterRendezvousClient  *self,
   const char *type;
   const MessageSpec *spec = NULL;
   guint members = 0;
+  const char *problem = NULL;
 
   if (len > MAX_FRAME)
     return malformed (error, "frame of %" G_GSIZE_FORMAT " bytes", len);
   if (!g_utf8_validate_len ((const char *) data, len, NULL))
     return malformed (error, "not UTF-8");
-  if (!scan_message (data, len, &members, error))
-    return FALSE;
+  if (!natter_json_scan_object (data, len, MAX_DEPTH, &members, &problem))
+    return malformed (error, "%s", problem);
 
   parser = json_parser_new_immutable ();
   if (!json_parser_load_from_data (parser, (const char *) data, len, &parse_error))

@@ -10,89 +10,12 @@
 
 #include <json-glib/json-glib.h>
 
+#include "natter-json-scan.h"
 #include "natter-rendezvous-protocol.h"
 
 G_DEFINE_QUARK (natter-rendezvous-error-quark, natter_rendezvous_error)
 
 /* {{{ Parsing */
-
-/* json-glib 1.6 recurses without a limit, so the raw bytes are scanned for
- * nesting depth before it sees them, and for exactly one root object.  The scan also counts the members of
- * the top-level object: json-glib keeps only the last of two members with
- * one name, and a message with such a pair is refused. */
-static gboolean
-scan_depth (const guint8  *data,
-            gsize          len,
-            guint         *out_top_members,
-            GError       **error)
-{
-  gboolean in_string = FALSE;
-  gboolean seen_root = FALSE;
-  guint depth = 0;
-  guint top_members = 0;
-
-  for (gsize i = 0; i < len; i++)
-    {
-      guint8 c = data[i];
-
-      if (in_string)
-        {
-          if (c == '\\')
-            i++;
-          else if (c == '"')
-            in_string = FALSE;
-          continue;
-        }
-
-      /* Outside the root object only whitespace: json-glib would accept
-       * a second document after the first. */
-      if (depth == 0 && c != ' ' && c != '\t' && c != '\n' && c != '\r')
-        {
-          if (c != '{' || seen_root)
-            {
-              g_set_error (error, NATTER_RENDEZVOUS_ERROR, NATTER_RENDEZVOUS_ERROR_MALFORMED,
-                           "message is not a single JSON object");
-              return FALSE;
-            }
-          seen_root = TRUE;
-        }
-
-      switch (c)
-        {
-        case '"':
-          in_string = TRUE;
-          break;
-        case '{':
-        case '[':
-          if (++depth > NATTER_RENDEZVOUS_MAX_DEPTH)
-            {
-              g_set_error (error, NATTER_RENDEZVOUS_ERROR, NATTER_RENDEZVOUS_ERROR_MALFORMED,
-                           "message nested deeper than %d", NATTER_RENDEZVOUS_MAX_DEPTH);
-              return FALSE;
-            }
-          break;
-        case '}':
-        case ']':
-          if (depth == 0)
-            {
-              g_set_error (error, NATTER_RENDEZVOUS_ERROR, NATTER_RENDEZVOUS_ERROR_MALFORMED,
-                           "unbalanced brackets");
-              return FALSE;
-            }
-          depth--;
-          break;
-        case ':':
-          if (depth == 1)
-            top_members++;
-          break;
-        default:
-          break;
-        }
-    }
-
-  *out_top_members = top_members;
-  return TRUE;
-}
 
 static gboolean
 bad_field (GError     **error,
@@ -366,6 +289,7 @@ natter_rendezvous_message_parse (const guint8  *data,
   JsonObject *object;
   JsonNode *root;
   const char *type;
+  const char *problem = NULL;
   guint top_members;
   gboolean ok;
 
@@ -382,8 +306,12 @@ natter_rendezvous_message_parse (const guint8  *data,
                    "message is not valid UTF-8");
       return NULL;
     }
-  if (!scan_depth (data, len, &top_members, error))
-    return NULL;
+  if (!natter_json_scan_object (data, len, NATTER_RENDEZVOUS_MAX_DEPTH, &top_members, &problem))
+    {
+      g_set_error (error, NATTER_RENDEZVOUS_ERROR, NATTER_RENDEZVOUS_ERROR_MALFORMED,
+                   "message %s", problem);
+      return NULL;
+    }
 
   parser = json_parser_new ();
   if (!json_parser_load_from_data (parser, (const char *) data, len, &local_error))

@@ -28,7 +28,9 @@
  * natter-rendezvous server instead, and signaling goes through the server:
  * "signal" lines are neither printed nor needed.  "connect PEER-ID" adds
  * PEER-ID to the contact list; presence and delivery need both sides to
- * list each other ("contact PEER-ID" does it before connecting).
+ * list each other ("contact PEER-ID" does it before connecting), so a
+ * script waits for "presence PEER-ID online" before "connect"; a blob the
+ * client cannot send is reported as "error signal: ...".
  *
  * Output:
  *   id PEER-ID                    first line: our identity

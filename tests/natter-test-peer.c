@@ -16,12 +16,21 @@
 
 #include "natter-identity.h"
 #include "natter-peer-connection.h"
+#include "natter-rendezvous-client.h"
 
 /* A headless peer for transport tests across network namespaces, and a
  * handy manual tool.  It runs one NatterPeerConnection with a fresh random
  * identity, takes commands on stdin and reports events on stdout, one line
  * each (flushed at once).  A script starts one in each namespace and copies
  * every "signal" line of one to the other's stdin.
+ *
+ * With --rendezvous ws://HOST:PORT/v1 it registers with that
+ * natter-rendezvous server instead, and signaling goes through the server:
+ * "signal" lines are neither printed nor needed.  "connect PEER-ID" adds
+ * PEER-ID to the contact list; presence and delivery need both sides to
+ * list each other ("contact PEER-ID" does it before connecting), so a
+ * script waits for "presence PEER-ID online" before "connect"; a blob the
+ * client cannot send is reported as "error signal: ...".
  *
  * Output:
  *   id PEER-ID                    first line: our identity
@@ -48,6 +57,11 @@
  *                                 all expected messages arrived; MS from the
  *                                 first message to the last
  *   status STATE BUFFERED SENT RECEIVED DROPPED [LTYPE RTYPE]
+ *   rendezvous registered|connecting|disconnected
+ *                                 the rendezvous client's state changed
+ *   presence PEER-ID online|offline
+ *                                 a mutual contact came online or left
+ *   undeliverable PEER-ID         the server did not deliver a signal
  *   error TEXT                    a command was refused
  *
  * Commands:
@@ -61,6 +75,7 @@
  *   expect COUNT          reset the receive counters and expect COUNT
  *                         messages (otherwise learnt from the first message)
  *   status                print a "status" line
+ *   contact PEER-ID       with --rendezvous: add PEER-ID to the contacts
  *   close                 close the connection
  *   quit                  close and exit (so does end of input)
  *
@@ -86,6 +101,8 @@ typedef struct
   NatterIceConfig *config;
   NatterPeerConnection *pc;
   GPtrArray *pending_signals;      /* GBytes that came while no connection was live */
+  NatterRendezvousClient *rendezvous;  /* NULL: signaling over stdin/stdout */
+  GPtrArray *contacts;             /* canonical peer IDs, NULL-terminated */
 
   GDataInputStream *input;
   GCancellable *cancellable;
@@ -364,9 +381,22 @@ on_signal (NatterPeerConnection *pc,
            Peer                 *peer)
 {
   gsize len;
-  const guint8 *data = g_bytes_get_data (blob, &len);
-  g_autofree char *text = g_base64_encode (data, len);
+  const guint8 *data;
+  g_autofree char *text = NULL;
 
+  if (peer->rendezvous != NULL)
+    {
+      g_autoptr(GError) error = NULL;
+
+      if (!natter_rendezvous_client_send_signal (peer->rendezvous,
+                                                 natter_peer_connection_get_remote_peer_id (pc),
+                                                 blob, &error))
+        emit ("error signal: %s", error->message);
+      return;
+    }
+
+  data = g_bytes_get_data (blob, &len);
+  text = g_base64_encode (data, len);
   emit ("signal %s", text);
 }
 
@@ -480,6 +510,139 @@ peer_connect (Peer       *peer,
   g_ptr_array_set_size (peer->pending_signals, 0);
 }
 
+/* ---- Rendezvous ---------------------------------------------------------- */
+
+static void
+peer_take_signal (Peer   *peer,
+                  GBytes *blob)
+{
+  g_autoptr(GError) error = NULL;
+
+  if (peer_is_live (peer))
+    {
+      if (!natter_peer_connection_handle_signal (peer->pc, blob, &error))
+        emit ("error signal: %s", error->message);
+    }
+  else if (peer->pending_signals->len < MAX_PENDING)
+    g_ptr_array_add (peer->pending_signals, g_bytes_ref (blob));
+  else
+    emit ("error signal: too many signals waiting for a connection");
+}
+
+static void
+on_rendezvous_state (NatterRendezvousClient *client,
+                     GParamSpec             *pspec,
+                     Peer                   *peer)
+{
+  switch (natter_rendezvous_client_get_state (client))
+    {
+    case NATTER_RENDEZVOUS_CLIENT_STATE_REGISTERED:
+      emit ("rendezvous registered");
+      break;
+    case NATTER_RENDEZVOUS_CLIENT_STATE_CONNECTING:
+      emit ("rendezvous connecting");
+      break;
+    case NATTER_RENDEZVOUS_CLIENT_STATE_DISCONNECTED:
+    default:
+      emit ("rendezvous disconnected");
+      break;
+    }
+}
+
+static void
+on_presence_changed (NatterRendezvousClient *client,
+                     const char             *peer_id,
+                     gboolean                online,
+                     Peer                   *peer)
+{
+  emit ("presence %s %s", peer_id, online ? "online" : "offline");
+}
+
+static void
+on_signal_received (NatterRendezvousClient *client,
+                    const char             *from,
+                    GBytes                 *blob,
+                    Peer                   *peer)
+{
+  /* Only blobs from the peer we are connected (or connecting) to reach
+   * the live connection; any contact's blob waits for a "connect". */
+  if (peer_is_live (peer) &&
+      !g_str_equal (from, natter_peer_connection_get_remote_peer_id (peer->pc)))
+    {
+      emit ("error signal: from %s, not the connected peer", from);
+      return;
+    }
+  peer_take_signal (peer, blob);
+}
+
+static void
+on_undeliverable (NatterRendezvousClient *client,
+                  const char             *peer_id,
+                  Peer                   *peer)
+{
+  emit ("undeliverable %s", peer_id);
+}
+
+/* Adds @text to the contact list; FALSE with an "error" line if invalid. */
+static gboolean
+peer_add_contact (Peer       *peer,
+                  const char *command,
+                  const char *text)
+{
+  g_autoptr(GError) error = NULL;
+  g_autofree char *peer_id = natter_peer_id_normalize (text, &error);
+
+  if (peer_id == NULL)
+    {
+      emit ("error %s: %s", command, error->message);
+      return FALSE;
+    }
+  for (guint i = 0; i + 1 < peer->contacts->len; i++)
+    if (g_str_equal (g_ptr_array_index (peer->contacts, i), peer_id))
+      return TRUE;
+
+  /* Keep the NULL terminator last. */
+  g_ptr_array_insert (peer->contacts, (gint) peer->contacts->len - 1, g_steal_pointer (&peer_id));
+  if (!natter_rendezvous_client_set_contacts (peer->rendezvous,
+                                              (const char * const *) peer->contacts->pdata, &error))
+    {
+      emit ("error %s: %s", command, error->message);
+      return FALSE;
+    }
+  return TRUE;
+}
+
+static gboolean
+peer_start_rendezvous (Peer        *peer,
+                       const char  *url,
+                       GError     **error)
+{
+  peer->rendezvous = natter_rendezvous_client_new (url, peer->identity, NULL, error);
+  if (peer->rendezvous == NULL)
+    return FALSE;
+
+  peer->contacts = g_ptr_array_new_with_free_func (g_free);
+  g_ptr_array_add (peer->contacts, NULL);
+  g_signal_connect (peer->rendezvous, "notify::state", G_CALLBACK (on_rendezvous_state), peer);
+  g_signal_connect (peer->rendezvous, "presence-changed", G_CALLBACK (on_presence_changed), peer);
+  g_signal_connect (peer->rendezvous, "signal-received", G_CALLBACK (on_signal_received), peer);
+  g_signal_connect (peer->rendezvous, "undeliverable", G_CALLBACK (on_undeliverable), peer);
+  natter_rendezvous_client_start (peer->rendezvous);
+  return TRUE;
+}
+
+static void
+peer_stop_rendezvous (Peer *peer)
+{
+  if (peer->rendezvous == NULL)
+    return;
+
+  g_signal_handlers_disconnect_by_data (peer->rendezvous, peer);
+  natter_rendezvous_client_stop (peer->rendezvous);
+  g_clear_object (&peer->rendezvous);
+  g_clear_pointer (&peer->contacts, g_ptr_array_unref);
+}
+
 /* ---- Commands ------------------------------------------------------------ */
 
 static gboolean
@@ -500,6 +663,7 @@ static void
 peer_quit (Peer *peer)
 {
   peer_drop_connection (peer);
+  peer_stop_rendezvous (peer);
   g_main_loop_quit (peer->loop);
 }
 
@@ -522,26 +686,27 @@ peer_command (Peer       *peer,
 
   if (g_str_equal (command, "connect") && argc == 2)
     {
-      peer_connect (peer, g_ptr_array_index (words, 1));
+      if (peer->rendezvous == NULL ||
+          peer_add_contact (peer, command, g_ptr_array_index (words, 1)))
+        peer_connect (peer, g_ptr_array_index (words, 1));
+    }
+  else if (g_str_equal (command, "contact") && argc == 2)
+    {
+      if (peer->rendezvous == NULL)
+        emit ("error contact: needs --rendezvous");
+      else
+        peer_add_contact (peer, command, g_ptr_array_index (words, 1));
     }
   else if (g_str_equal (command, "signal") && argc == 2)
     {
       gsize len;
       g_autofree guchar *data = g_base64_decode (g_ptr_array_index (words, 1), &len);
       g_autoptr(GBytes) blob = g_bytes_new_take (g_steal_pointer (&data), len);
-      g_autoptr(GError) error = NULL;
 
       if (len == 0)
         emit ("error signal: not base64");
-      else if (peer_is_live (peer))
-        {
-          if (!natter_peer_connection_handle_signal (peer->pc, blob, &error))
-            emit ("error signal: %s", error->message);
-        }
-      else if (peer->pending_signals->len < MAX_PENDING)
-        g_ptr_array_add (peer->pending_signals, g_steal_pointer (&blob));
       else
-        emit ("error signal: too many signals waiting for a connection");
+        peer_take_signal (peer, blob);
     }
   else if (g_str_equal (command, "send") && argc == 3)
     {
@@ -786,6 +951,7 @@ main (int    argc,
   g_autofree char *stun = NULL;
   g_auto(GStrv) turns = NULL;
   g_autofree char *interfaces = NULL;
+  g_autofree char *rendezvous = NULL;
   gboolean relay_only = FALSE;
   gboolean no_ipv6 = FALSE;
   const GOptionEntry entries[] = {
@@ -796,17 +962,20 @@ main (int    argc,
       "Interfaces to gather on (default: all; NATTER_INTERFACES overrides this)", "IF[,IF…]" },
     { "relay-only", 0, 0, G_OPTION_ARG_NONE, &relay_only, "Relay candidates only", NULL },
     { "no-ipv6", 0, 0, G_OPTION_ARG_NONE, &no_ipv6, "No IPv6 host candidates", NULL },
+    { "rendezvous", 0, 0, G_OPTION_ARG_STRING, &rendezvous,
+      "Signal through this natter-rendezvous server instead of stdin/stdout", "ws://HOST:PORT/v1" },
     G_OPTION_ENTRY_NULL
   };
   g_autoptr(GOptionContext) context = NULL;
   g_autoptr(GError) error = NULL;
   g_autoptr(GInputStream) stdin_stream = NULL;
   Peer peer = { 0 };
+  int status = 0;
 
   context = g_option_context_new ("- a peer connection driven from stdin");
   g_option_context_set_summary (context,
-                                "Reads commands (connect, signal, send, expect, status, close, quit)\n"
-                                "on stdin and reports events on stdout, one line each.");
+                                "Reads commands (connect, contact, signal, send, expect, status, close,\n"
+                                "quit) on stdin and reports events on stdout, one line each.");
   g_option_context_add_main_entries (context, entries, NULL);
   if (!g_option_context_parse (context, &argc, &argv, &error))
     {
@@ -842,19 +1011,27 @@ main (int    argc,
   g_data_input_stream_set_newline_type (peer.input, G_DATA_STREAM_NEWLINE_TYPE_ANY);
 
   emit ("id %s", natter_identity_get_peer_id (peer.identity));
+  if (rendezvous != NULL && !peer_start_rendezvous (&peer, rendezvous, &error))
+    {
+      g_printerr ("natter-test-peer: --rendezvous: %s\n", error->message);
+      status = 2;
+    }
+  else
+    {
+      peer.last_report_us = g_get_monotonic_time ();
+      peer.tick_id = g_timeout_add (TICK_MS, on_tick, &peer);
+      peer_read_next (&peer);
+      g_main_loop_run (peer.loop);
 
-  peer.last_report_us = g_get_monotonic_time ();
-  peer.tick_id = g_timeout_add (TICK_MS, on_tick, &peer);
-  peer_read_next (&peer);
-  g_main_loop_run (peer.loop);
+      g_cancellable_cancel (peer.cancellable);
+      g_source_remove (peer.tick_id);
+      peer_drop_connection (&peer);
+      peer_stop_rendezvous (&peer);
 
-  g_cancellable_cancel (peer.cancellable);
-  g_source_remove (peer.tick_id);
-  peer_drop_connection (&peer);
-
-  /* Let the transport thread finish tearing the connection down. */
-  g_timeout_add (300, on_grace_over, peer.loop);
-  g_main_loop_run (peer.loop);
+      /* Let the transport thread finish tearing the connection down. */
+      g_timeout_add (300, on_grace_over, peer.loop);
+      g_main_loop_run (peer.loop);
+    }
 
   g_clear_object (&peer.input);
   g_clear_object (&peer.cancellable);
@@ -863,5 +1040,5 @@ main (int    argc,
   g_clear_pointer (&peer.config, natter_ice_config_free);
   g_clear_pointer (&peer.loop, g_main_loop_unref);
 
-  return 0;
+  return status;
 }

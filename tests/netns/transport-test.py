@@ -4,7 +4,7 @@
 # Copyright 2026 The Natter developers
 # SPDX-License-Identifier: GPL-3.0-or-later
 #
-# Usage: transport-test.py PATH/TO/natter-test-peer
+# Usage: transport-test.py PATH/TO/natter-test-peer PATH/TO/natter-rendezvous
 #
 # Builds throw-away topologies with topology.sh (see README.md), runs one
 # natter-test-peer in each peer namespace, relays their "signal" lines and
@@ -15,7 +15,12 @@
 #       the TURN relay;
 #   (c) 10 % random loss each way: 10,000 messages arrive in order, intact;
 #   (d) the link cut for 20 s: each side declares the peer lost within 15 s,
-#       and a new connection works once the link is back.
+#       and a new connection works once the link is back;
+#   (e) the Internet path: natter-rendezvous runs in the public namespace,
+#       the peers (natter-test-peer --rendezvous) register through their
+#       NATs, see each other online, and connect with the signaling carried
+#       only by the server (this script relays nothing), under
+#       preserving/preserving and preserving/symmetric (through TURN).
 # NATTER_TRANSPORT_LOG_DIR=DIR keeps every peer's debug log in DIR.
 # Skips (TAP plan 1..0 # SKIP, exit 0) when it cannot run here (not root, no namespaces, no coturn), or
 # 1 instead when NATTER_NO_SKIP=1.  Every wait is bounded, and every
@@ -41,6 +46,8 @@ CUT_SECONDS = 20
 LOST_LIMIT = 15.0           # s, from the cut to "peer lost" on each side
 SMALL_RUN = 200             # messages checked over every new connection
 SMALL_RUN_TIMEOUT = 30
+REGISTER_TIMEOUT = 20       # s, from start to registered and presence on both sides
+RENDEZVOUS_KINDS = (('preserving', 'preserving'), ('preserving', 'symmetric'))
 
 TESTS = [
     'preserving/preserving: the peers connect',
@@ -52,6 +59,13 @@ TESTS = [
     'preserving/symmetric: the selected pair goes through the TURN relay, and carries messages',
     'symmetric/symmetric: the peers connect',
     'symmetric/symmetric: the selected pair goes through the TURN relay, and carries messages',
+    'rendezvous, preserving/preserving: both peers register through their NATs and see each other online',
+    'rendezvous, preserving/preserving: the peers connect, signaled only through the server',
+    'rendezvous, preserving/preserving: reflexive pair, and messages arrive each way',
+    'rendezvous, preserving/symmetric: both peers register through their NATs and see each other online',
+    'rendezvous, preserving/symmetric: the peers connect, signaled only through the server',
+    'rendezvous, preserving/symmetric: the selected pair goes through the TURN relay, and messages arrive each way',
+    'every natter-rendezvous stopped cleanly on SIGTERM (status 0)',
     'every natter-test-peer exited cleanly (status 0: no crash, no sanitizer report)',
 ]
 
@@ -205,6 +219,9 @@ class Peer:
             self.stderr_reader = threading.Thread(target=self._read_stderr, daemon=True)
             self.stderr_reader.start()
         self.peer_id = None
+        self.registered = None      # time of the first "rendezvous registered"
+        self.presence = {}          # peer ID -> (time, online)
+        self.signal_lines = 0       # "signal" lines printed (none with --rendezvous)
         self.reset()
 
     def reset(self):
@@ -253,13 +270,18 @@ class Peer:
 
 
 class Session:
-    """Two peers, A in peerA and B in peerB, with signaling relayed."""
+    """Two peers, A in peerA and B in peerB, with signaling relayed by this
+    script, or carried by a rendezvous server when rendezvous is its URL."""
 
-    def __init__(self, topology, binary):
+    def __init__(self, topology, binary, rendezvous=None):
         self.events = queue.Queue()
         self.log = []
         self.kinds = topology.kinds
+        self.relay = rendezvous is None
         args = topology.peer_args()
+        if rendezvous:
+            args += ['--rendezvous', rendezvous]
+        self.started = time.monotonic()
         self.a = Peer('A', topology['NATTER_NS_PEER_A'], binary, args, self.events)
         self.b = Peer('B', topology['NATTER_NS_PEER_B'], binary, args, self.events)
         self.a.other, self.b.other = self.b, self.a
@@ -274,8 +296,10 @@ class Session:
         words = line.split(' ')
         kind = words[0]
         if kind == 'signal':
-            peer.other.write(line)
-            return
+            peer.signal_lines += 1
+            if self.relay:
+                peer.other.write(line)
+                return
         self.log.append(f'{when:.3f} {peer.name} {line}')
         if kind == 'id':
             peer.peer_id = words[1]
@@ -297,6 +321,10 @@ class Session:
             peer.aborted = (when, words[1:])
         elif kind == 'error':
             peer.errors.append(line)
+        elif kind == 'rendezvous' and words[1:2] == ['registered']:
+            peer.registered = peer.registered or when
+        elif kind == 'presence' and len(words) == 3:
+            peer.presence[words[1]] = (when, words[2] == 'online')
 
     def wait(self, condition, timeout, what):
         """Relays and records events until condition() holds; False on timeout."""
@@ -497,6 +525,113 @@ def case_cut(tap, session, topology):
         session.dump(tap)
 
 
+class RendezvousServer:
+    """natter-rendezvous in the public namespace, on the STUN host's address."""
+
+    stops = []                      # (kinds, status) of every server stopped
+
+    def __init__(self, topology, binary):
+        self.kinds = topology.kinds
+        self.stderr_tail = []
+        self.proc = subprocess.Popen(['ip', 'netns', 'exec', topology['NATTER_NS_PUBLIC'], binary,
+                                      '--listen', topology['NATTER_STUN_HOST'], '--port', '0'],
+                                     stdin=subprocess.DEVNULL, stdout=subprocess.PIPE,
+                                     stderr=subprocess.PIPE, text=True, bufsize=1)
+        lines = queue.Queue()
+        threading.Thread(target=lambda: lines.put(self.proc.stdout.readline()), daemon=True).start()
+        threading.Thread(target=self._read_stderr, daemon=True).start()
+        try:
+            line = lines.get(timeout=10)
+        except queue.Empty:
+            line = ''
+        # "natter-rendezvous: listening on ws://203.0.113.1:PORT/v1"
+        self.url = line.split()[-1] if line.startswith('natter-rendezvous: listening on ws://') else None
+        if not self.url:
+            self.stop()
+            raise Failure(f'natter-rendezvous did not start ({line.strip() or "no output"}); '
+                          f'stderr: {" | ".join(self.stderr_tail[-5:])}')
+
+    def _read_stderr(self):
+        for line in self.proc.stderr:
+            self.stderr_tail = (self.stderr_tail + [line.rstrip('\n')])[-20:]
+
+    def stop(self):
+        if self.proc.poll() is None:
+            self.proc.send_signal(signal.SIGTERM)
+        try:
+            status = self.proc.wait(timeout=10)
+        except subprocess.TimeoutExpired:
+            self.proc.kill()
+            self.proc.wait(timeout=5)
+            status = 'hung, killed'
+        RendezvousServer.stops.append((self.kinds, status, self.stderr_tail))
+        return status
+
+
+def case_rendezvous(tap, topology, binary, server_binary):
+    """(e): three points; the server and the peers are stopped on the way out."""
+    server = None
+    session = None
+    try:
+        server = RendezvousServer(topology, server_binary)
+        tap.diag(f'rendezvous, {topology.kinds}: natter-rendezvous at {server.url} in '
+                 f'{topology["NATTER_NS_PUBLIC"]}')
+        session = Session(topology, binary, server.url)
+        a, b = session.peers
+        # Both list each other: presence and delivery are between mutual contacts.
+        a.write(f'contact {b.peer_id}')
+        b.write(f'contact {a.peer_id}')
+        session.wait(lambda: (all(p.registered for p in session.peers) and
+                              a.presence.get(b.peer_id, (0, False))[1] and
+                              b.presence.get(a.peer_id, (0, False))[1]),
+                     REGISTER_TIMEOUT, 'registration and presence')
+        registered = [p.registered - session.started for p in session.peers if p.registered]
+        online = [p.presence[p.other.peer_id][0] - session.started for p in session.peers
+                  if p.presence.get(p.other.peer_id, (0, False))[1]]
+        if len(registered) == 2:
+            tap.diag(f'rendezvous, {topology.kinds}: time to register '
+                     f'{max(registered) * 1000:.0f} ms (A {registered[0] * 1000:.0f} ms, '
+                     f'B {registered[1] * 1000:.0f} ms, from the start of the processes)')
+        if len(online) == 2:
+            tap.diag(f'rendezvous, {topology.kinds}: both online to each other after '
+                     f'{max(online) * 1000:.0f} ms')
+        if not tap.result(len(registered) == 2 and len(online) == 2,
+                          f'registered {len(registered)}/2, online {len(online)}/2 '
+                          f'within {REGISTER_TIMEOUT} s'):
+            session.dump(tap)
+            tap.fail_rest(2, 'not registered')
+            return
+
+        ok, detail = session.connect()
+        relayed_lines = sum(p.signal_lines for p in session.peers)
+        if ok and relayed_lines:
+            ok, detail = False, f'{relayed_lines} "signal" lines on stdout'
+        if not tap.result(ok, detail):
+            session.dump(tap)
+            tap.fail_rest(1, 'not connected')
+            return
+        pairs = describe_pairs(session)
+        tap.diag(f'rendezvous, {topology.kinds}: time to connect {detail}')
+        tap.diag(f'pairs: {pairs}')
+        if 'symmetric' in topology.kinds:
+            good_pair = all('relay' in pair_of(p)[:2] for p in session.peers)
+        else:
+            good_pair = all('relay' not in pair_of(p)[:2] and
+                            ('srflx' in pair_of(p)[:2] or 'prflx' in pair_of(p)[:2])
+                            for p in session.peers)
+        ok_ab, detail_ab, _ = session.transfer(session.a, SMALL_RUN, 1024, SMALL_RUN_TIMEOUT)
+        ok_ba, detail_ba, _ = session.transfer(session.b, SMALL_RUN, 1024, SMALL_RUN_TIMEOUT)
+        if not tap.result(good_pair and ok_ab and ok_ba,
+                          f'{pairs}; A->B {detail_ab}; B->A {detail_ba}'):
+            session.dump(tap)
+    finally:
+        if session:
+            session.stop()
+        if server:
+            status = server.stop()
+            tap.diag(f'rendezvous, {topology.kinds}: natter-rendezvous stopped ({status})')
+
+
 # ---- Main ----------------------------------------------------------------
 
 def on_terminate(signum, frame):
@@ -504,13 +639,16 @@ def on_terminate(signum, frame):
 
 
 def main():
-    if len(sys.argv) != 2:
-        print('usage: transport-test.py PATH/TO/natter-test-peer', file=sys.stderr)
+    if len(sys.argv) != 3:
+        print('usage: transport-test.py PATH/TO/natter-test-peer PATH/TO/natter-rendezvous',
+              file=sys.stderr)
         return 2
     binary = os.path.abspath(sys.argv[1])
-    if not os.access(binary, os.X_OK):
-        print(f'Bail out! {binary} is not executable', flush=True)
-        return 1
+    server_binary = os.path.abspath(sys.argv[2])
+    for path in (binary, server_binary):
+        if not os.access(path, os.X_OK):
+            print(f'Bail out! {path} is not executable', flush=True)
+            return 1
 
     if os.geteuid() != 0:
         skip('needs root for network namespaces')
@@ -557,8 +695,28 @@ def main():
                 tap.fail_rest(first + 2 - tap.next, str(e))
             finally:
                 Topology.down_all()
+
+        # (e): through the rendezvous server.
+        for kinds in RENDEZVOUS_KINDS:
+            first = tap.next
+            try:
+                case_rendezvous(tap, Topology(*kinds), binary, server_binary)
+            except Failure as e:
+                tap.diag(f'rendezvous, {"/".join(kinds)}: {e}')
+                tap.fail_rest(first + 3 - tap.next, str(e))
+            finally:
+                Topology.down_all()
     finally:
         Topology.down_all()
+
+    unclean_servers = [(kinds, status, tail) for kinds, status, tail in RendezvousServer.stops
+                       if status != 0]
+    for kinds, status, tail in unclean_servers:
+        tap.diag(f'natter-rendezvous ({kinds}) exited with {status}')
+        for line in tail[-10:]:
+            tap.diag(f'  {line}')
+    tap.result(not unclean_servers and len(RendezvousServer.stops) == len(RENDEZVOUS_KINDS),
+               f'{len(RendezvousServer.stops) - len(unclean_servers)} of {len(RENDEZVOUS_KINDS)}')
 
     unclean = [(name, status, tail) for name, status, tail in Session.exits if status != 0]
     for name, status, tail in unclean:

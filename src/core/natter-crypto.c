@@ -71,6 +71,21 @@ group_ad (NatterMessage *self,
 /* key = BLAKE2b-256 (context || X25519 (own secret, their public) ||
  *                    sender X25519 public || recipient X25519 public)
  * The sender's key comes first whoever computes it, so both ends agree. */
+/* Agreeing a key costs an X25519 multiplication (tens of microseconds),
+ * and a chat sends many messages to the same peer, so derived keys are
+ * cached process-wide, direct-mapped by a hash of all the inputs. */
+#define PEER_KEY_CACHE_SIZE 64
+
+typedef struct
+{
+  gboolean used;
+  guint8   inputs[crypto_generichash_BYTES];
+  guint8   key[KEY_LEN];
+} PeerKeyCacheEntry;
+
+static GMutex peer_key_cache_lock;
+static PeerKeyCacheEntry peer_key_cache[PEER_KEY_CACHE_SIZE];
+
 static gboolean
 derive_peer_key (const guint8  *own_secret,
                  const guint8  *their_public,
@@ -79,7 +94,26 @@ derive_peer_key (const guint8  *own_secret,
                  guint8         key[KEY_LEN])
 {
   guint8 shared[crypto_scalarmult_BYTES];
+  guint8 inputs[crypto_generichash_BYTES];
   crypto_generichash_state state;
+  PeerKeyCacheEntry *slot;
+
+  crypto_generichash_init (&state, NULL, 0, sizeof inputs);
+  crypto_generichash_update (&state, own_secret, NATTER_X25519_KEY_LEN);
+  crypto_generichash_update (&state, their_public, NATTER_X25519_KEY_LEN);
+  crypto_generichash_update (&state, sender_public, NATTER_X25519_KEY_LEN);
+  crypto_generichash_update (&state, recipient_public, NATTER_X25519_KEY_LEN);
+  crypto_generichash_final (&state, inputs, sizeof inputs);
+  slot = &peer_key_cache[inputs[0] % PEER_KEY_CACHE_SIZE];
+
+  g_mutex_lock (&peer_key_cache_lock);
+  if (slot->used && sodium_memcmp (slot->inputs, inputs, sizeof inputs) == 0)
+    {
+      memcpy (key, slot->key, KEY_LEN);
+      g_mutex_unlock (&peer_key_cache_lock);
+      return TRUE;
+    }
+  g_mutex_unlock (&peer_key_cache_lock);
 
   /* Fails on low-order points, whose shared secret is all zeroes. */
   if (crypto_scalarmult (shared, own_secret, their_public) != 0)
@@ -94,6 +128,12 @@ derive_peer_key (const guint8  *own_secret,
 
   sodium_memzero (shared, sizeof shared);
   sodium_memzero (&state, sizeof state);
+
+  g_mutex_lock (&peer_key_cache_lock);
+  slot->used = TRUE;
+  memcpy (slot->inputs, inputs, sizeof inputs);
+  memcpy (slot->key, key, KEY_LEN);
+  g_mutex_unlock (&peer_key_cache_lock);
   return TRUE;
 }
 

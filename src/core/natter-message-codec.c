@@ -749,6 +749,7 @@ typedef enum
   FIELD_FREE_OBJECT,  /* any JSON object without floats */
   FIELD_ATTACHMENTS,  /* array of attachment objects, at most max */
   FIELD_STATUS,       /* "online", "away" or "offline" */
+  FIELD_ACK_STATUS,   /* a hop acknowledgement's outcome (ack_statuses) */
 } FieldKind;
 
 typedef struct
@@ -775,6 +776,19 @@ static const FieldSpec chat_schema[] = {
 static const FieldSpec receipt_schema[] = {
   { "messageId", FIELD_ID, TRUE, 0, 0 },
   { NULL }
+};
+
+/* message_ack is the hop-by-hop acknowledgement: the next hop says what it
+ * did with a message.  The end-to-end ones are message_delivered/_read. */
+static const FieldSpec ack_schema[] = {
+  { "messageId", FIELD_ID, TRUE, 0, 0 },
+  { "status", FIELD_ACK_STATUS, FALSE, 0, 0 },
+  { NULL }
+};
+
+static const char * const ack_statuses[] = {
+  "received", "forwarded", "stored", "quota", "expired", "not-contact",
+  "no-route", "invalid", "disabled", NULL
 };
 
 static const FieldSpec typing_schema[] = {
@@ -857,7 +871,7 @@ static const FieldSpec *content_schemas[NATTER_MESSAGE_N_TYPES] = {
   [NATTER_MESSAGE_TYPE_DIRECT_MESSAGE] = chat_schema,
   [NATTER_MESSAGE_TYPE_GROUP_MESSAGE] = chat_schema,
   [NATTER_MESSAGE_TYPE_PRIVATE_MESSAGE] = chat_schema,
-  [NATTER_MESSAGE_TYPE_MESSAGE_ACK] = receipt_schema,
+  [NATTER_MESSAGE_TYPE_MESSAGE_ACK] = ack_schema,
   [NATTER_MESSAGE_TYPE_MESSAGE_DELIVERED] = receipt_schema,
   [NATTER_MESSAGE_TYPE_MESSAGE_READ] = receipt_schema,
   [NATTER_MESSAGE_TYPE_TYPING_INDICATOR] = typing_schema,
@@ -963,6 +977,14 @@ check_field (JsonNode        *node,
       if (strcmp (str, "online") != 0 && strcmp (str, "away") != 0 && strcmp (str, "offline") != 0)
         return field_error (error, NATTER_MESSAGE_ERROR_OUT_OF_RANGE, prefix, spec->name,
                             "expected \"online\", \"away\" or \"offline\"");
+      return TRUE;
+
+    case FIELD_ACK_STATUS:
+      if (!check_string_node (node, prefix, spec->name, &str, error))
+        return FALSE;
+      if (!g_strv_contains (ack_statuses, str))
+        return field_error (error, NATTER_MESSAGE_ERROR_OUT_OF_RANGE, prefix, spec->name,
+                            "not a known acknowledgement status");
       return TRUE;
 
     default:

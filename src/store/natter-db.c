@@ -53,6 +53,9 @@ typedef enum
   STMT_RELAY_BYTES,
   STMT_RELAY_COUNT,
   STMT_RELAY_DELETE_EXPIRED,
+  STMT_RELAY_LIST,
+  STMT_MSG_UPDATE_STATE_VIA,
+  STMT_MSG_MAX_SEQUENCE,
   STMT_RECEIPT_ADD,
   STMT_RECEIPT_LIST,
   STMT_GROUP_UPSERT,
@@ -222,6 +225,15 @@ static const char * const stmt_sql[N_STMTS] = {
     "SELECT total (size) FROM relay_store WHERE recipient = ?1",
   [STMT_RELAY_COUNT] =
     "SELECT count(*) FROM relay_store WHERE recipient = ?1",
+  [STMT_RELAY_LIST] =
+    "SELECT " RELAY_COLUMNS ", id FROM relay_store "
+    "WHERE recipient = ?1 AND expires_at > ?2 ORDER BY received_at, id LIMIT ?3",
+  [STMT_MSG_UPDATE_STATE_VIA] =
+    "UPDATE messages SET state = ?2, relay_via = coalesce (?4, relay_via) "
+    "WHERE msg_id = ?1 AND " STATE_RANK_SQL " < ?3",
+  [STMT_MSG_MAX_SEQUENCE] =
+    "SELECT coalesce (max (sequence), 0) FROM messages "
+    "WHERE conversation_id = ?1 AND direction = ?2",
   [STMT_RELAY_DELETE_EXPIRED] =
     "DELETE FROM relay_store WHERE expires_at <= ?1",
   /* The earliest acknowledgement is the one that counts. */
@@ -281,6 +293,10 @@ struct _NatterDb
   /* The last batch failed: wait for the delay before the next try, even
    * when a full batch is pending, instead of retrying at every insert. */
   gboolean      index_backoff;
+
+  /* natter_db_begin_batch() nesting: inside a batch, each operation's own
+   * transaction becomes a savepoint. */
+  guint         batch_depth;
 };
 
 /* A cached statement in use.  The cleanup resets it rather than finalizing
@@ -668,9 +684,31 @@ run_simple (NatterDb    *self,
 }
 
 static gboolean
+exec_sql (NatterDb    *self,
+          const char  *sql,
+          const char  *what,
+          GError     **error)
+{
+  char *message = NULL;
+  int rc = sqlite3_exec (self->db, sql, NULL, NULL, &message);
+
+  if (rc != SQLITE_OK)
+    {
+      g_set_error (error, NATTER_STORE_ERROR,
+                   rc == SQLITE_FULL ? NATTER_STORE_ERROR_FULL : NATTER_STORE_ERROR_FAILED,
+                   "%s: %s", what, message ? message : sqlite3_errstr (rc));
+      sqlite3_free (message);
+      return FALSE;
+    }
+  return TRUE;
+}
+
+static gboolean
 tx_begin (NatterDb  *self,
           GError   **error)
 {
+  if (self->batch_depth > 0)
+    return exec_sql (self, "SAVEPOINT natter_op", "Could not start a savepoint", error);
   return run_simple (self, STMT_BEGIN, "Could not start a transaction", error);
 }
 
@@ -678,6 +716,13 @@ static gboolean
 tx_commit (NatterDb  *self,
            GError   **error)
 {
+  if (self->batch_depth > 0)
+    {
+      if (exec_sql (self, "RELEASE natter_op", "Could not release a savepoint", error))
+        return TRUE;
+      exec_sql (self, "ROLLBACK TO natter_op; RELEASE natter_op", "", NULL);
+      return FALSE;
+    }
   if (run_simple (self, STMT_COMMIT, "Could not commit a transaction", error))
     return TRUE;
   /* A failed COMMIT (SQLITE_FULL, I/O) leaves the transaction open. */
@@ -689,8 +734,57 @@ tx_commit (NatterDb  *self,
 static void
 tx_rollback (NatterDb *self)
 {
+  if (self->batch_depth > 0)
+    {
+      exec_sql (self, "ROLLBACK TO natter_op; RELEASE natter_op", "", NULL);
+      return;
+    }
   if (!sqlite3_get_autocommit (self->db))
     run_simple (self, STMT_ROLLBACK, "Could not roll back", NULL);
+}
+
+/**
+ * natter_db_begin_batch:
+ * @self: a connection
+ * @error: return location for a #GError
+ *
+ * Starts one transaction for many operations (group commit).  Each
+ * operation inside runs in a savepoint, so one that fails is undone alone
+ * and the others still commit at natter_db_end_batch().
+ *
+ * Returns: whether the batch started
+ */
+gboolean
+natter_db_begin_batch (NatterDb  *self,
+                       GError   **error)
+{
+  g_return_val_if_fail (self != NULL, FALSE);
+  g_return_val_if_fail (self->batch_depth == 0, FALSE);
+
+  if (!run_simple (self, STMT_BEGIN, "Could not start a transaction", error))
+    return FALSE;
+  self->batch_depth = 1;
+  return TRUE;
+}
+
+/**
+ * natter_db_end_batch:
+ * @self: a connection
+ * @error: return location for a #GError
+ *
+ * Commits the batch.  On failure everything in it is rolled back.
+ *
+ * Returns: whether the batch is durable
+ */
+gboolean
+natter_db_end_batch (NatterDb  *self,
+                     GError   **error)
+{
+  g_return_val_if_fail (self != NULL, FALSE);
+  g_return_val_if_fail (self->batch_depth == 1, FALSE);
+
+  self->batch_depth = 0;
+  return tx_commit (self, error);
 }
 
 static void
@@ -2886,6 +2980,138 @@ natter_db_transfer_list_unfinished (NatterDb  *self,
       if (transfer == NULL)
         return NULL;
       g_ptr_array_add (result, transfer);
+    }
+  if (rc != SQLITE_DONE)
+    return NULL;
+  return g_steal_pointer (&result);
+}
+
+/**
+ * natter_db_set_message_state_via:
+ * @self: a connection
+ * @msg_id: the message
+ * @state: the new state; only a forward move is made
+ * @relay_via: (nullable): the peer it went through, or %NULL to keep it
+ * @changed: (out) (optional): whether the row changed
+ * @error: return location for a #GError
+ *
+ * Like natter_db_update_message_state(), also recording the relay.  A
+ * message that does not exist is not an error here (@changed is FALSE):
+ * receipts may name messages that were deleted.
+ *
+ * Returns: whether the statement ran
+ */
+gboolean
+natter_db_set_message_state_via (NatterDb                *self,
+                                 const char              *msg_id,
+                                 NatterStoreMessageState  state,
+                                 const char              *relay_via,
+                                 gboolean                *changed,
+                                 GError                 **error)
+{
+  g_autoptr(NatterDbStmt) stmt = NULL;
+
+  g_return_val_if_fail (self != NULL, FALSE);
+  g_return_val_if_fail (msg_id != NULL, FALSE);
+
+  if ((guint) state > NATTER_STORE_MESSAGE_READ)
+    return set_invalid (error, "message state");
+  if (relay_via != NULL && !g_utf8_validate (relay_via, -1, NULL))
+    return set_invalid (error, "relay peer");
+
+  if (!(stmt = db_stmt (self, STMT_MSG_UPDATE_STATE_VIA, error)))
+    return FALSE;
+  bind_text (stmt, 1, msg_id);
+  bind_text (stmt, 2, natter_store_message_state_to_string (state));
+  sqlite3_bind_int (stmt, 3, (int) state);
+  bind_text (stmt, 4, relay_via);
+  if (!stmt_run (self, stmt, "Could not update the message state", error))
+    return FALSE;
+  if (changed != NULL)
+    *changed = sqlite3_changes (self->db) > 0;
+  return TRUE;
+}
+
+/**
+ * natter_db_get_max_sequence:
+ * @self: a connection
+ * @conversation_id: the conversation
+ * @direction: whose messages: ours (out) or the peer's (in)
+ * @error: return location for a #GError
+ *
+ * Returns: the highest sequence number stored, 0 when none, -1 on error
+ */
+gint64
+natter_db_get_max_sequence (NatterDb              *self,
+                            gint64                 conversation_id,
+                            NatterStoreDirection   direction,
+                            GError               **error)
+{
+  g_autoptr(NatterDbStmt) stmt = NULL;
+
+  g_return_val_if_fail (self != NULL, -1);
+
+  if (!(stmt = db_stmt (self, STMT_MSG_MAX_SEQUENCE, error)))
+    return -1;
+  sqlite3_bind_int64 (stmt, 1, conversation_id);
+  bind_text (stmt, 2, natter_store_direction_to_string (direction));
+  if (stmt_step (self, stmt, "Could not read the sequence numbers", error) != SQLITE_ROW)
+    return -1;
+  return sqlite3_column_int64 (stmt, 0);
+}
+
+/**
+ * natter_db_relay_list_for_recipient:
+ * @self: a connection
+ * @recipient: a peer ID
+ * @now: the current time (ms); expired entries are skipped
+ * @limit: the most to return
+ * @error: return location for a #GError
+ *
+ * Reads, without removing, the messages held for @recipient, oldest
+ * first.  The service removes each one when the recipient acknowledges
+ * it (natter_db_relay_remove()), so a hand-over cut short loses nothing.
+ *
+ * Returns: (transfer full) (element-type NatterStoreRelayEntry): entries
+ */
+GPtrArray *
+natter_db_relay_list_for_recipient (NatterDb    *self,
+                                    const char  *recipient,
+                                    gint64       now,
+                                    guint        limit,
+                                    GError     **error)
+{
+  g_autoptr(GPtrArray) result =
+    g_ptr_array_new_with_free_func ((GDestroyNotify) natter_store_relay_entry_free);
+  g_autoptr(NatterDbStmt) stmt = NULL;
+  int rc;
+
+  g_return_val_if_fail (self != NULL, NULL);
+  g_return_val_if_fail (recipient != NULL, NULL);
+
+  if (!(stmt = db_stmt (self, STMT_RELAY_LIST, error)))
+    return NULL;
+  bind_text (stmt, 1, recipient);
+  sqlite3_bind_int64 (stmt, 2, now);
+  sqlite3_bind_int64 (stmt, 3, limit);
+  while ((rc = stmt_step (self, stmt, "Could not read relayed messages", error)) == SQLITE_ROW)
+    {
+      g_autoptr(NatterStoreRelayEntry) entry = natter_store_relay_entry_new ();
+
+      if (!column_nonnull_text (stmt, 0, "relay_store", &entry->msg_id, error) ||
+          !column_nonnull_text (stmt, 1, "relay_store", &entry->recipient, error) ||
+          !column_nonnull_text (stmt, 2, "relay_store", &entry->sender, error) ||
+          (entry->wire = column_bytes (stmt, 3)) == NULL)
+        {
+          if (error != NULL && *error == NULL)
+            g_set_error (error, NATTER_STORE_ERROR, NATTER_STORE_ERROR_CORRUPT,
+                         "A relayed message has no content");
+          return NULL;
+        }
+      entry->received_at = sqlite3_column_int64 (stmt, 4);
+      entry->expires_at = sqlite3_column_int64 (stmt, 5);
+      entry->size = sqlite3_column_int64 (stmt, 6);
+      g_ptr_array_add (result, g_steal_pointer (&entry));
     }
   if (rc != SQLITE_DONE)
     return NULL;

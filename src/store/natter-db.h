@@ -426,6 +426,27 @@ gboolean    natter_db_transfer_update_progress (NatterDb         *self,
 GPtrArray  *natter_db_transfer_list_unfinished (NatterDb         *self,
                                             GError              **error);
 
+/* Group commit: many operations in one transaction, each in a savepoint. */
+gboolean    natter_db_begin_batch          (NatterDb             *self,
+                                            GError              **error);
+gboolean    natter_db_end_batch            (NatterDb             *self,
+                                            GError              **error);
+gboolean    natter_db_set_message_state_via (NatterDb            *self,
+                                            const char           *msg_id,
+                                            NatterStoreMessageState state,
+                                            const char           *relay_via,
+                                            gboolean             *changed,
+                                            GError              **error);
+gint64      natter_db_get_max_sequence     (NatterDb             *self,
+                                            gint64                conversation_id,
+                                            NatterStoreDirection  direction,
+                                            GError              **error);
+GPtrArray  *natter_db_relay_list_for_recipient (NatterDb         *self,
+                                            const char           *recipient,
+                                            gint64                now,
+                                            guint                 limit,
+                                            GError              **error);
+
 G_DEFINE_AUTOPTR_CLEANUP_FUNC (NatterDb, natter_db_close)
 
 G_END_DECLS

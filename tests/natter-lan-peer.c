@@ -3,16 +3,22 @@
  * Copyright 2026 The Natter developers
  * SPDX-License-Identifier: GPL-3.0-or-later
  *
- * For the network-namespace tests.  Prints "id PEER_ID" at once, then
- * reads commands on stdin:
+ * For the network-namespace tests.  Prints "id PEER_ID" and
+ * "keys ED25519_HEX X25519_HEX" (its public keys, for tests that look for
+ * them in captured traffic) at once, then reads commands on stdin:
  *   contact PEER_ID   look for this contact, start discovery if needed,
  *                     and connect to it (signaling over the LAN) once found
+ *   start             start discovery, with the contacts given so far
+ *   discoverable on|off
  *   send TEXT         send TEXT on the chat stream of the connection
+ *   stats             print the discovery counters
  *   quit              exit (so does end of input)
  * and reports on stdout:
  *   found PEER_ID ADDRESS, lost PEER_ID, connected PEER_ID,
- *   message TEXT, failed REASON
- * Interfaces come from NATTER_INTERFACES.
+ *   nearby HANDLE ADDRESS, nearby-lost HANDLE, revealed PEER_ID ADDRESS,
+ *   message TEXT, stats NAME=VALUE..., failed REASON
+ * Interfaces come from NATTER_INTERFACES, as in the product: with it unset,
+ * every interface that is up and not loopback.
  */
 
 #include "config.h"
@@ -34,6 +40,7 @@ typedef struct
   NatterPeerConnection *connection;
   GDataInputStream     *input;
   GPtrArray            *contacts;
+  gboolean              started;
   int                   status;
 } Peer;
 
@@ -48,6 +55,19 @@ say (const char *format,
   va_end (args);
   putchar ('\n');
   fflush (stdout);
+}
+
+static void
+say_keys (NatterIdentity *identity)
+{
+  char ed25519_hex[2 * NATTER_PUBLIC_KEY_LEN + 1];
+  char x25519_hex[2 * NATTER_X25519_KEY_LEN + 1];
+
+  sodium_bin2hex (ed25519_hex, sizeof ed25519_hex,
+                  natter_identity_get_public_key (identity), NATTER_PUBLIC_KEY_LEN);
+  sodium_bin2hex (x25519_hex, sizeof x25519_hex,
+                  natter_identity_get_x25519_public (identity), NATTER_X25519_KEY_LEN);
+  say ("keys %s %s", ed25519_hex, x25519_hex);
 }
 
 static void
@@ -157,6 +177,78 @@ signal_received_cb (NatterLanDiscovery *discovery,
     say ("bad-signal %s", error->message);
 }
 
+static void
+nearby_found_cb (NatterLanDiscovery *discovery,
+                 const char         *handle,
+                 GInetSocketAddress *address,
+                 Peer               *peer)
+{
+  g_autofree char *text = g_socket_connectable_to_string (G_SOCKET_CONNECTABLE (address));
+
+  say ("nearby %s %s", handle, text);
+}
+
+static void
+nearby_lost_cb (NatterLanDiscovery *discovery,
+                const char         *handle,
+                Peer               *peer)
+{
+  say ("nearby-lost %s", handle);
+}
+
+static void
+nearby_revealed_cb (NatterLanDiscovery *discovery,
+                    const char         *peer_id,
+                    GInetSocketAddress *address,
+                    Peer               *peer)
+{
+  g_autofree char *text = g_socket_connectable_to_string (G_SOCKET_CONNECTABLE (address));
+
+  say ("revealed %s %s", peer_id, text);
+}
+
+static void
+say_stats (Peer *peer)
+{
+  NatterLanDiscoveryStats stats;
+
+  natter_lan_discovery_get_stats (peer->discovery, &stats);
+  say ("stats announcements-sent=%" G_GUINT64_FORMAT
+       " announcements-received=%" G_GUINT64_FORMAT
+       " announcements-recognised=%" G_GUINT64_FORMAT
+       " dropped-malformed=%" G_GUINT64_FORMAT
+       " dropped-oversized=%" G_GUINT64_FORMAT
+       " dropped-rate=%" G_GUINT64_FORMAT
+       " reveals-received=%" G_GUINT64_FORMAT
+       " signals-sent=%" G_GUINT64_FORMAT
+       " signals-received=%" G_GUINT64_FORMAT
+       " signals-dropped-malformed=%" G_GUINT64_FORMAT
+       " signals-dropped-rejected=%" G_GUINT64_FORMAT
+       " signals-dropped-rate=%" G_GUINT64_FORMAT
+       " send-errors=%" G_GUINT64_FORMAT,
+       stats.announcements_sent, stats.announcements_received,
+       stats.announcements_recognised, stats.dropped_malformed,
+       stats.dropped_oversized, stats.dropped_rate, stats.reveals_received,
+       stats.signals_sent, stats.signals_received,
+       stats.signals_dropped_malformed, stats.signals_dropped_rejected,
+       stats.signals_dropped_rate, stats.send_errors);
+}
+
+static void
+start_discovery (Peer *peer)
+{
+  g_autoptr(GError) error = NULL;
+
+  if (peer->started)
+    return;
+  if (!natter_lan_discovery_start (peer->discovery, &error))
+    {
+      fail (peer, error->message);
+      return;
+    }
+  peer->started = TRUE;
+}
+
 static void read_next_line (Peer *peer);
 
 static void
@@ -171,9 +263,14 @@ handle_command (Peer       *peer,
       g_ptr_array_add (peer->contacts, g_strdup (line + strlen ("contact ")));
       g_ptr_array_add (peer->contacts, NULL);
       natter_lan_discovery_set_contacts (peer->discovery, (const char * const *) peer->contacts->pdata);
-      if (peer->contacts->len == 2 && !natter_lan_discovery_start (peer->discovery, &error))
-        fail (peer, error->message);
+      start_discovery (peer);
     }
+  else if (g_str_equal (line, "start"))
+    start_discovery (peer);
+  else if (g_str_equal (line, "discoverable on") || g_str_equal (line, "discoverable off"))
+    natter_lan_discovery_set_discoverable (peer->discovery, g_str_equal (line, "discoverable on"));
+  else if (g_str_equal (line, "stats"))
+    say_stats (peer);
   else if (g_str_has_prefix (line, "send "))
     {
       g_autoptr(GBytes) message = g_bytes_new (line + 5, strlen (line + 5));
@@ -231,10 +328,14 @@ main (int   argc,
   g_signal_connect (peer.discovery, "contact-found", G_CALLBACK (contact_found_cb), &peer);
   g_signal_connect (peer.discovery, "contact-lost", G_CALLBACK (contact_lost_cb), &peer);
   g_signal_connect (peer.discovery, "signal-received", G_CALLBACK (signal_received_cb), &peer);
+  g_signal_connect (peer.discovery, "nearby-found", G_CALLBACK (nearby_found_cb), &peer);
+  g_signal_connect (peer.discovery, "nearby-lost", G_CALLBACK (nearby_lost_cb), &peer);
+  g_signal_connect (peer.discovery, "nearby-revealed", G_CALLBACK (nearby_revealed_cb), &peer);
 
   stdin_stream = g_unix_input_stream_new (0, FALSE);
   peer.input = g_data_input_stream_new (stdin_stream);
   say ("id %s", natter_identity_get_peer_id (peer.identity));
+  say_keys (peer.identity);
   read_next_line (&peer);
   g_main_loop_run (peer.loop);
 

@@ -14,6 +14,7 @@
 #include "natter-lan-discovery.h"
 #include "natter-message.h"
 #include "natter-messaging-service.h"
+#include "natter-messaging-service-private.h"
 #include "natter-peer-connection.h"
 #include "natter-rendezvous-client.h"
 #include "natter-signal-seal.h"
@@ -3791,3 +3792,32 @@ natter_messaging_service_get_stats (NatterMessagingService *self,
 }
 
 /* }}} */
+
+gboolean
+natter_messaging_service_send_raw_frame (NatterMessagingService  *self,
+                                         const char              *peer_id,
+                                         GBytes                  *wire,
+                                         GError                 **error)
+{
+  g_autofree char *normal = NULL;
+  Link *link;
+
+  g_return_val_if_fail (NATTER_IS_MESSAGING_SERVICE (self), FALSE);
+
+  if (!check_started (self, error) || !(normal = normalize_peer (self, peer_id, error)))
+    return FALSE;
+  link = service_get_link (self, normal);
+  if (link == NULL || !link->connected)
+    {
+      g_set_error (error, NATTER_MESSAGING_ERROR, NATTER_MESSAGING_ERROR_UNKNOWN_PEER,
+                   "%s is not connected", normal);
+      return FALSE;
+    }
+  if (!link_send_frame (link, wire))
+    {
+      g_set_error (error, NATTER_MESSAGING_ERROR, NATTER_MESSAGING_ERROR_INVALID,
+                   "The frame could not be sent");
+      return FALSE;
+    }
+  return TRUE;
+}

@@ -112,8 +112,8 @@ typedef struct
   Inner *inner;
   NatterNoiseChannelJob crypto;
   gboolean ok;
-  /* Seal: SCTP's packet, and where the worker sends the datagram. */
-  GBytes *packet;
+  /* Seal: where the worker sends the datagram, whose plaintext (SCTP's
+   * packet) waits in place, after the header. */
   NiceAgent *agent;
   guint stream_id;
   guint component_id;
@@ -498,7 +498,6 @@ datagram_job_new (Inner *inner,
   job->alloc_size = size;
   job->len = len;
   job->ok = FALSE;
-  job->packet = NULL;
   job->agent = NULL;
   job->received_us = 0;
   return job;
@@ -518,10 +517,9 @@ static void
 seal_job_run (NatterCryptoJob *job)
 {
   DatagramJob *self = (DatagramJob *) job;
-  gsize len;
-  const guint8 *data = g_bytes_get_data (self->packet, &len);
 
-  natter_noise_channel_job_seal (&self->crypto, data, len, self->datagram);
+  natter_noise_channel_job_seal (&self->crypto, self->datagram + NATTER_NOISE_CHANNEL_HEADER_LEN,
+                                 self->len - NATTER_NOISE_CHANNEL_OVERHEAD, self->datagram);
   natter_noise_channel_job_clear (&self->crypto);
   self->ok = natter_ice_agent_send (self->agent, self->stream_id, self->component_id,
                                     self->datagram, self->len);
@@ -536,20 +534,19 @@ seal_job_done (NatterCryptoJob *job)
   if (inner->ice != NULL)
     natter_ice_session_count_send (inner->ice, self->len, self->ok);
   g_object_unref (self->agent);
-  g_bytes_unref (self->packet);
   datagram_job_free (self);
 }
 
 static gboolean
-inner_offload_seal (Inner  *inner,
-                    GBytes *packet)
+inner_offload_seal (Inner        *inner,
+                    const guint8 *packet,
+                    gsize         len)
 {
   g_autoptr(GError) error = NULL;
   NatterNoiseChannelJob crypto;
   DatagramJob *job;
   NiceAgent *agent;
   guint stream_id, component_id;
-  gsize len = g_bytes_get_size (packet);
   gint64 now = g_get_monotonic_time ();
 
   if (!natter_noise_channel_reserve_seal (NATTER_NOISE_CHANNEL (inner->channel), len, now,
@@ -573,7 +570,8 @@ inner_offload_seal (Inner  *inner,
   job->parent.done = seal_job_done;
   job->crypto = crypto;
   natter_noise_channel_job_clear (&crypto);
-  job->packet = g_bytes_ref (packet);
+  /* The only copy of the packet: the worker seals it in place. */
+  memcpy (job->datagram + NATTER_NOISE_CHANNEL_HEADER_LEN, packet, len);
   job->agent = agent;
   job->stream_id = stream_id;
   job->component_id = component_id;
@@ -584,18 +582,17 @@ inner_offload_seal (Inner  *inner,
 
 static void
 on_sctp_packet_out (NatterSctpAssociation *sctp,
-                    GBytes                *packet,
+                    const guint8          *data,
+                    gsize                  len,
                     gpointer               user_data)
 {
   Inner *inner = user_data;
   g_autoptr(GBytes) datagram = NULL;
   g_autoptr(GError) error = NULL;
-  gsize len;
-  const guint8 *data = g_bytes_get_data (packet, &len);
 
   if (inner->finished || inner->channel == NULL)
     return;
-  if (inner_can_offload (inner) && inner_offload_seal (inner, packet))
+  if (inner_can_offload (inner) && inner_offload_seal (inner, data, len))
     return;
 
   datagram = natter_secure_channel_encrypt (inner->channel, data, len,

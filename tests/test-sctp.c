@@ -100,13 +100,14 @@ wire_deliver (gpointer data)
 
 static void
 wire_packet_out (NatterSctpAssociation *assoc,
-                 GBytes                *packet,
+                 const guint8          *data,
+                 gsize                  len,
                  gpointer               user_data)
 {
   WireEnd *end = user_data;
   Wire *wire = end->wire;
   GQueue *queue = &wire->queue[end->to];
-  gsize len = g_bytes_get_size (packet);
+  g_autoptr(GBytes) packet = g_bytes_new (data, len);
   guint copies = 1;
 
   wire->packets++;
@@ -116,7 +117,7 @@ wire_packet_out (NatterSctpAssociation *assoc,
    * so check here that every packet carries the right one, against
    * usrsctp's own implementation. */
   {
-    g_autofree guint8 *copy = g_memdup2 (g_bytes_get_data (packet, NULL), len);
+    g_autofree guint8 *copy = g_memdup2 (data, len);
     guint32 carried, expected;
 
     g_assert_cmpuint (len, >=, 12);
@@ -898,7 +899,8 @@ typedef struct
  * call, that is from inside usrsctp. */
 static void
 drop_in_callback (NatterSctpAssociation *assoc,
-                  GBytes                *packet,
+                  const guint8          *packet,
+                  gsize                  len,
                   gpointer               user_data)
 {
   DropInCallback *drop = user_data;
@@ -910,7 +912,7 @@ drop_in_callback (NatterSctpAssociation *assoc,
       g_object_unref (side);
       return;
     }
-  wire_packet_out (assoc, packet, &drop->wire->ends[1]);
+  wire_packet_out (assoc, packet, len, &drop->wire->ends[1]);
 }
 
 static gboolean

@@ -360,12 +360,11 @@ struct _SctpBench
 
 static void
 sctp_bench_udp_out (NatterSctpAssociation *assoc,
-                    GBytes                *packet,
+                    const guint8          *data,
+                    gsize                  len,
                     gpointer               user_data)
 {
   SctpSide *side = user_data;
-  gsize len;
-  const guint8 *data = g_bytes_get_data (packet, &len);
 
   /* A full socket buffer loses the packet, as a congested path would;
    * SCTP retransmits it. */
@@ -395,14 +394,15 @@ sctp_bench_udp_in (gint         fd,
 
 static void
 sctp_bench_memory_out (NatterSctpAssociation *assoc,
-                       GBytes                *packet,
+                       const guint8          *data,
+                       gsize                  len,
                        gpointer               user_data)
 {
   SctpSide *side = user_data;
   SctpBench *bench = side->bench;
 
   /* Delivered later from the context, never from inside usrsctp. */
-  g_queue_push_tail (&bench->in_memory[1 - side->side], g_bytes_ref (packet));
+  g_queue_push_tail (&bench->in_memory[1 - side->side], g_bytes_new (data, len));
   g_source_set_ready_time (bench->memory_source, 0);
 }
 

@@ -8,12 +8,15 @@
 
 #include "natter-crypto-worker.h"
 
-/* The transport thread hands datagrams over one by one, but the worker
- * takes everything queued at each wake-up and returns everything it
- * finished with one wake-up of the context: under load a hand-off costs a
- * lock and a pointer, and the threads wake each other once per batch.
- * The return path is one GSource that is made ready, never a new source
- * per batch. */
+/* Jobs are handed over in batches both ways.  The context's thread
+ * collects the jobs it pushes in a list of its own, without a lock, and
+ * passes the list on when it holds FLUSH_BATCH jobs or when the context
+ * is about to poll (a source's prepare(), which runs at the start of every
+ * iteration): every job queued during one dispatch goes over with one lock
+ * and at most one wake-up.  The worker takes everything queued at each
+ * wake-up and returns everything it finished with one wake-up of the
+ * context.  The return path is one GSource that is made ready, never a new
+ * source per batch. */
 
 typedef struct
 {
@@ -27,9 +30,14 @@ typedef struct
   NatterCryptoWorker *worker;
 } DoneSource;
 
+typedef DoneSource FlushSource;
+
 /* Every datagram job fits: the path MTU keeps datagrams near 1200 bytes. */
 #define SMALL_JOB_SIZE   2048
 #define MAX_SPARE_JOBS   1024
+/* Jobs collected before they are handed over even within a dispatch: the
+ * worker must not wait for a long burst of input to end. */
+#define FLUSH_BATCH      8
 
 typedef struct _SpareJob SpareJob;
 struct _SpareJob
@@ -41,9 +49,12 @@ struct _NatterCryptoWorker
 {
   GThread  *thread;
   GSource  *done_source;
+  GSource  *flush_source;
 
   /* The context's thread only. */
   guint     in_flight;
+  JobList   outgoing;            /* pushed, not yet handed over */
+  guint     n_outgoing;
   SpareJob *spare;
   guint     n_spare;
 
@@ -137,6 +148,38 @@ static GSourceFuncs done_source_funcs = {
   .dispatch = done_source_dispatch,
 };
 
+static void
+flush_outgoing (NatterCryptoWorker *self)
+{
+  gboolean wake;
+
+  if (self->outgoing.head == NULL)
+    return;
+
+  g_mutex_lock (&self->lock);
+  job_list_append (&self->pending, self->outgoing.head, self->outgoing.tail);
+  wake = self->waiting;
+  g_mutex_unlock (&self->lock);
+  if (wake)
+    g_cond_signal (&self->cond);
+
+  self->outgoing.head = self->outgoing.tail = NULL;
+  self->n_outgoing = 0;
+}
+
+static gboolean
+flush_source_prepare (GSource *source,
+                      gint    *timeout)
+{
+  flush_outgoing (((FlushSource *) source)->worker);
+  *timeout = -1;
+  return FALSE;
+}
+
+static GSourceFuncs flush_source_funcs = {
+  .prepare = flush_source_prepare,
+};
+
 NatterCryptoWorker *
 natter_crypto_worker_new (GMainContext *context)
 {
@@ -149,6 +192,14 @@ natter_crypto_worker_new (GMainContext *context)
   ((DoneSource *) self->done_source)->worker = self;
   g_source_set_static_name (self->done_source, "[natter] crypto results");
   g_source_attach (self->done_source, context);
+
+  /* Prepared before the sources of default priority, which GLib skips
+   * preparing once one of higher priority is ready. */
+  self->flush_source = g_source_new (&flush_source_funcs, sizeof (FlushSource));
+  ((FlushSource *) self->flush_source)->worker = self;
+  g_source_set_priority (self->flush_source, G_PRIORITY_HIGH);
+  g_source_set_static_name (self->flush_source, "[natter] crypto hand-over");
+  g_source_attach (self->flush_source, context);
 
   self->thread = g_thread_new ("natter-crypto", worker_thread, self);
   return self;
@@ -172,6 +223,8 @@ natter_crypto_worker_free (NatterCryptoWorker *self)
     }
   g_source_destroy (self->done_source);
   g_source_unref (self->done_source);
+  g_source_destroy (self->flush_source);
+  g_source_unref (self->flush_source);
   g_mutex_clear (&self->lock);
   g_cond_clear (&self->cond);
   g_free (self);
@@ -181,16 +234,11 @@ void
 natter_crypto_worker_push (NatterCryptoWorker *self,
                            NatterCryptoJob    *job)
 {
-  gboolean wake;
-
   job->next = NULL;
   self->in_flight++;
-  g_mutex_lock (&self->lock);
-  job_list_append (&self->pending, job, job);
-  wake = self->waiting;
-  g_mutex_unlock (&self->lock);
-  if (wake)
-    g_cond_signal (&self->cond);
+  job_list_append (&self->outgoing, job, job);
+  if (++self->n_outgoing >= FLUSH_BATCH)
+    flush_outgoing (self);
 }
 
 gboolean

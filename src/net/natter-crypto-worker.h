@@ -17,7 +17,10 @@ typedef void (*NatterCryptoJobFunc) (NatterCryptoJob *job);
 
 /* Embed as the first member of a larger struct.  run() is called on the
  * worker thread, then done() on the worker's context; both in the order
- * the jobs were pushed.  done() owns the job. */
+ * the jobs were pushed.  done() owns the job.  While run() runs, @next is
+ * the job that runs after it in the same batch (or NULL): run() may do
+ * the work of the jobs that follow, which the worker owns as well, as
+ * long as their own run() then knows. */
 struct _NatterCryptoJob
 {
   NatterCryptoJob     *next;
@@ -29,7 +32,9 @@ NatterCryptoWorker *natter_crypto_worker_new  (GMainContext       *context);
 /* Waits for the thread; jobs not yet finished get neither callback and
  * must not be pending: only for a context that is going away. */
 void                natter_crypto_worker_free (NatterCryptoWorker *self);
-/* On the worker's context. */
+/* On the worker's context.  The job reaches the worker with the others
+ * pushed in the same dispatch of the context, at the latest when the
+ * context next polls. */
 void                natter_crypto_worker_push (NatterCryptoWorker *self,
                                                NatterCryptoJob    *job);
 

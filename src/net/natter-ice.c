@@ -1606,7 +1606,7 @@ natter_ice_session_prepare_send (NatterIceSession *self,
 
   *stream_id = self->stream_id;
   *component_id = COMPONENT_ID;
-  return g_object_ref (self->agent);
+  return self->agent;
 }
 
 gboolean
@@ -1619,6 +1619,49 @@ natter_ice_agent_send (NiceAgent    *agent,
   int sent = nice_agent_send (agent, stream_id, component_id, (guint) len, (const gchar *) data);
 
   return sent >= 0 && (gsize) sent == len;
+}
+
+#define SEND_BATCH_MAX 64
+
+void
+natter_ice_agent_send_batch (NiceAgent     *agent,
+                             guint          stream_id,
+                             guint          component_id,
+                             guint8 * const *data,
+                             const gsize   *len,
+                             gboolean      *sent,
+                             guint          n)
+{
+  GOutputVector vectors[SEND_BATCH_MAX];
+  NiceOutputMessage messages[SEND_BATCH_MAX];
+  guint done = 0;
+
+  while (done < n)
+    {
+      guint count = MIN (n - done, SEND_BATCH_MAX);
+      gint result;
+
+      for (guint i = 0; i < count; i++)
+        {
+          vectors[i].buffer = data[done + i];
+          vectors[i].size = len[done + i];
+          messages[i].buffers = &vectors[i];
+          messages[i].n_buffers = 1;
+        }
+
+      /* libnice sends a batch with g_socket_send_messages() (sendmmsg()),
+       * and stops at the first datagram the socket refuses: that one is
+       * lost, as a single send would have lost it, and the rest go on. */
+      result = nice_agent_send_messages_nonblocking (agent, stream_id, component_id,
+                                                     messages, count, NULL, NULL);
+      if (result <= 0)
+        {
+          sent[done++] = FALSE;
+          continue;
+        }
+      for (gint i = 0; i < result; i++)
+        sent[done++] = TRUE;
+    }
 }
 
 void

@@ -228,10 +228,12 @@ gboolean natter_ice_session_send              (NatterIceSession      *self,
 
 /* natter_ice_session_send() in three steps, for sending from another
  * thread (libnice's agent takes its own lock).  On the session's thread:
- * the agent (a new reference, to be released on that thread) and where to
- * send, or NULL (counted as dropped) when the session cannot send @len
- * bytes now.  On any thread: natter_ice_agent_send().  Then, again on the
- * session's thread, count the result. */
+ * the agent (borrowed: take a reference, released on that thread, to use
+ * it elsewhere) and where to send, or NULL (counted as dropped) when the
+ * session cannot send @len bytes now.  On any thread:
+ * natter_ice_agent_send(), or natter_ice_agent_send_batch() for several
+ * datagrams at once (one lock of the agent, one sendmmsg() where libnice
+ * can).  Then, again on the session's thread, count each result. */
 NiceAgent *natter_ice_session_prepare_send     (NatterIceSession      *self,
                                                 gsize                  len,
                                                 guint                 *stream_id,
@@ -241,6 +243,15 @@ gboolean   natter_ice_agent_send               (NiceAgent             *agent,
                                                 guint                  component_id,
                                                 const guint8          *data,
                                                 gsize                  len);
+/* Sends @n datagrams in order; @sent[i] says whether datagram i went out.
+ * One that fails is dropped and the rest still go. */
+void       natter_ice_agent_send_batch         (NiceAgent             *agent,
+                                                guint                  stream_id,
+                                                guint                  component_id,
+                                                guint8 * const        *data,
+                                                const gsize           *len,
+                                                gboolean              *sent,
+                                                guint                  n);
 void       natter_ice_session_count_send       (NatterIceSession      *self,
                                                 gsize                  len,
                                                 gboolean               sent);

@@ -81,7 +81,9 @@ gboolean natter_noise_channel_reserve_seal  (NatterNoiseChannel     *self,
                                              NatterNoiseChannelJob  *job,
                                              GError                **error);
 /* @datagram: room for len + NATTER_NOISE_CHANNEL_OVERHEAD bytes; may not
- * overlap @plaintext.  Any thread. */
+ * overlap @plaintext, unless @plaintext is exactly
+ * datagram + NATTER_NOISE_CHANNEL_HEADER_LEN (sealing in place).  Any
+ * thread. */
 void     natter_noise_channel_job_seal      (const NatterNoiseChannelJob *job,
                                              const guint8                *plaintext,
                                              gsize                        len,

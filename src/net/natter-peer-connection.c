@@ -37,6 +37,8 @@
 #define DEFAULT_LOW_WATER (256 * 1024)
 /* Received datagrams up to this size skip an idle crypto worker. */
 #define INLINE_MAX       512
+/* Sealed datagrams the worker sends with one call, at most. */
+#define SEAL_BATCH_MAX   32
 
 /* Received messages waiting for the main context are bounded: past the high
  * mark the transport stops reading from SCTP, the peer's window fills and
@@ -90,6 +92,8 @@ struct _Inner
   GQueue early_sends;                   /* Send, before SCTP exists */
   GSource *channel_timer;
   GSource *tick;
+  NiceAgent *send_agent;                /* the worker sends with it; kept while seals are in flight */
+  guint seals_in_flight;
   gint64 last_rx_us;
   gint64 last_tx_us;
   gboolean finished;                    /* failed or closed: tear down, emit nothing more */
@@ -112,8 +116,10 @@ typedef struct
   Inner *inner;
   NatterNoiseChannelJob crypto;
   gboolean ok;
-  /* Seal: SCTP's packet, and where the worker sends the datagram. */
-  GBytes *packet;
+  /* Seal: where the worker sends the datagram, whose plaintext (SCTP's
+   * packet) waits in place, after the header.  The agent is borrowed from
+   * Inner::send_agent. */
+  gboolean batched;
   NiceAgent *agent;
   guint stream_id;
   guint component_id;
@@ -196,6 +202,7 @@ inner_unref (gpointer data)
   g_clear_object (&inner->sctp);
   g_clear_object (&inner->channel);
   g_clear_object (&inner->ice);
+  g_clear_object (&inner->send_agent);
   g_queue_clear_full (&inner->early_sends, send_free);
   g_weak_ref_clear (&inner->outer);
   g_clear_pointer (&inner->config, natter_ice_config_free);
@@ -498,7 +505,7 @@ datagram_job_new (Inner *inner,
   job->alloc_size = size;
   job->len = len;
   job->ok = FALSE;
-  job->packet = NULL;
+  job->batched = FALSE;
   job->agent = NULL;
   job->received_us = 0;
   return job;
@@ -514,17 +521,53 @@ datagram_job_free (DatagramJob *job)
   inner_unref (inner);
 }
 
+static gboolean
+same_destination (DatagramJob *a,
+                  DatagramJob *b)
+{
+  return a->agent == b->agent && a->stream_id == b->stream_id
+         && a->component_id == b->component_id;
+}
+
+/* Seals this datagram and those of the seal jobs right behind it in the
+ * worker's batch that go the same way, then sends them all with one call:
+ * their own run() finds them done. */
 static void
 seal_job_run (NatterCryptoJob *job)
 {
   DatagramJob *self = (DatagramJob *) job;
-  gsize len;
-  const guint8 *data = g_bytes_get_data (self->packet, &len);
+  DatagramJob *batch[SEAL_BATCH_MAX];
+  guint8 *data[SEAL_BATCH_MAX];
+  gsize len[SEAL_BATCH_MAX];
+  gboolean sent[SEAL_BATCH_MAX];
+  guint n = 0;
 
-  natter_noise_channel_job_seal (&self->crypto, data, len, self->datagram);
-  natter_noise_channel_job_clear (&self->crypto);
-  self->ok = natter_ice_agent_send (self->agent, self->stream_id, self->component_id,
-                                    self->datagram, self->len);
+  if (self->batched)
+    return;
+
+  for (NatterCryptoJob *next = job; next != NULL && n < SEAL_BATCH_MAX; next = next->next)
+    {
+      DatagramJob *other = (DatagramJob *) next;
+
+      if (next->run != seal_job_run || !same_destination (self, other))
+        break;
+
+      natter_noise_channel_job_seal (&other->crypto,
+                                     other->datagram + NATTER_NOISE_CHANNEL_HEADER_LEN,
+                                     other->len - NATTER_NOISE_CHANNEL_OVERHEAD,
+                                     other->datagram);
+      natter_noise_channel_job_clear (&other->crypto);
+      other->batched = TRUE;
+      batch[n] = other;
+      data[n] = other->datagram;
+      len[n] = other->len;
+      n++;
+    }
+
+  natter_ice_agent_send_batch (self->agent, self->stream_id, self->component_id,
+                               data, len, sent, n);
+  for (guint i = 0; i < n; i++)
+    batch[i]->ok = sent[i];
 }
 
 static void
@@ -535,21 +578,22 @@ seal_job_done (NatterCryptoJob *job)
 
   if (inner->ice != NULL)
     natter_ice_session_count_send (inner->ice, self->len, self->ok);
-  g_object_unref (self->agent);
-  g_bytes_unref (self->packet);
+  /* The last seal in flight after teardown lets the agent go. */
+  if (--inner->seals_in_flight == 0 && inner->finished)
+    g_clear_object (&inner->send_agent);
   datagram_job_free (self);
 }
 
 static gboolean
-inner_offload_seal (Inner  *inner,
-                    GBytes *packet)
+inner_offload_seal (Inner        *inner,
+                    const guint8 *packet,
+                    gsize         len)
 {
   g_autoptr(GError) error = NULL;
   NatterNoiseChannelJob crypto;
   DatagramJob *job;
   NiceAgent *agent;
   guint stream_id, component_id;
-  gsize len = g_bytes_get_size (packet);
   gint64 now = g_get_monotonic_time ();
 
   if (!natter_noise_channel_reserve_seal (NATTER_NOISE_CHANNEL (inner->channel), len, now,
@@ -567,16 +611,29 @@ inner_offload_seal (Inner  *inner,
       natter_noise_channel_job_clear (&crypto);
       return TRUE;
     }
+  /* Jobs borrow the agent from here: one reference for all of them,
+   * rather than one taken and dropped per datagram. */
+  if (inner->send_agent != agent)
+    {
+      if (inner->seals_in_flight > 0)
+        {
+          natter_noise_channel_job_clear (&crypto);
+          return FALSE;
+        }
+      g_set_object (&inner->send_agent, agent);
+    }
 
   job = datagram_job_new (inner, len + NATTER_NOISE_CHANNEL_OVERHEAD);
   job->parent.run = seal_job_run;
   job->parent.done = seal_job_done;
   job->crypto = crypto;
   natter_noise_channel_job_clear (&crypto);
-  job->packet = g_bytes_ref (packet);
+  /* The only copy of the packet: the worker seals it in place. */
+  memcpy (job->datagram + NATTER_NOISE_CHANNEL_HEADER_LEN, packet, len);
   job->agent = agent;
   job->stream_id = stream_id;
   job->component_id = component_id;
+  inner->seals_in_flight++;
   natter_crypto_worker_push (natter_transport_get_crypto_worker (inner->transport), &job->parent);
   inner->last_tx_us = now;
   return TRUE;
@@ -584,18 +641,17 @@ inner_offload_seal (Inner  *inner,
 
 static void
 on_sctp_packet_out (NatterSctpAssociation *sctp,
-                    GBytes                *packet,
+                    const guint8          *data,
+                    gsize                  len,
                     gpointer               user_data)
 {
   Inner *inner = user_data;
   g_autoptr(GBytes) datagram = NULL;
   g_autoptr(GError) error = NULL;
-  gsize len;
-  const guint8 *data = g_bytes_get_data (packet, &len);
 
   if (inner->finished || inner->channel == NULL)
     return;
-  if (inner_can_offload (inner) && inner_offload_seal (inner, packet))
+  if (inner_can_offload (inner) && inner_offload_seal (inner, data, len))
     return;
 
   datagram = natter_secure_channel_encrypt (inner->channel, data, len,
@@ -1095,6 +1151,8 @@ inner_teardown (Inner *inner)
       natter_ice_session_close (inner->ice);
       g_clear_object (&inner->ice);
     }
+  if (inner->seals_in_flight == 0)
+    g_clear_object (&inner->send_agent);
   g_queue_clear_full (&inner->early_sends, send_free);
   g_atomic_pointer_set (&inner->queued_bytes, 0);
   g_atomic_pointer_set (&inner->sctp_buffered, 0);

@@ -50,6 +50,9 @@
 /* How much one dispatch of the pump reads before yielding the context. */
 #define READ_BUDGET_BYTES        (1024 * 1024)
 #define STACK_TICK_MS            10
+/* Whole messages at least this large are delivered in the buffer they
+ * were read into. */
+#define STEAL_READ_BUF_MIN       (16 * 1024)
 
 /* usrsctp 0.9.5 implements this socket option (sctp_usrreq.c) but leaves it
  * out of usrsctp.h.  It reports the bytes the association holds for
@@ -243,8 +246,7 @@ conn_output (void    *addr,
              uint8_t  set_df)
 {
   NatterSctpAssociation *self;
-  g_autoptr(GBytes) packet = NULL;
-  guint8 *data;
+  guint8 *data = buffer;
 
   self = stack.live != NULL ? g_hash_table_lookup (stack.live, addr) : NULL;
   /* usrsctp may still emit packets (a retransmitted SHUTDOWN, an ABORT) for
@@ -252,8 +254,9 @@ conn_output (void    *addr,
   if (self == NULL || self->packet_out_func == NULL)
     return -1;
 
-  data = g_malloc (length);
-  memcpy (data, buffer, length);
+  /* @buffer is a copy that usrsctp allocated for this call and frees
+   * after it (sctp_lowlevel_chunk_output), so the checksum goes straight
+   * into it and the packet is handed on without another copy. */
   if (length >= SCTP_COMMON_HEADER_LEN)
     {
       guint32 crc;
@@ -262,12 +265,11 @@ conn_output (void    *addr,
       crc = packet_crc32c (data, length);
       memcpy (data + SCTP_CHECKSUM_OFFSET, &crc, sizeof crc);
     }
-  packet = g_bytes_new_take (data, length);
 
   self->stats.packets_out++;
   stack.callback_depth++;
   /* @self may be finalized by the time this returns: do not touch it. */
-  self->packet_out_func (self, packet, self->packet_out_data);
+  self->packet_out_func (self, data, length, self->packet_out_data);
   stack.callback_depth--;
 
   return 0;
@@ -716,7 +718,22 @@ handle_data (NatterSctpAssociation     *self,
 
   if (partial == NULL && eor)
     {
-      g_autoptr(GBytes) message = g_bytes_new (self->read_buf, len);
+      g_autoptr(GBytes) message = NULL;
+
+      /* A large message keeps the buffer it was read into (shrunk to
+       * size), and reading goes on in a fresh one: a copy of each byte
+       * costs more than an allocation per message. */
+      if (len >= STEAL_READ_BUF_MIN)
+        {
+          guint8 *data = g_steal_pointer (&self->read_buf);
+
+          if (len < NATTER_SCTP_MAX_MESSAGE_SIZE)
+            data = g_realloc (data, len);
+          message = g_bytes_new_take (data, len);
+          self->read_buf = g_malloc (NATTER_SCTP_MAX_MESSAGE_SIZE);
+        }
+      else
+        message = g_bytes_new (self->read_buf, len);
 
       deliver_message (self, stream, ppid, message);
       return;

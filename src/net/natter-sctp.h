@@ -79,10 +79,12 @@ G_DECLARE_FINAL_TYPE (NatterSctpAssociation, natter_sctp_association,
 /* Called with each SCTP packet to put on the wire (encrypt it, send it).
  * It runs from inside usrsctp, so it must not call back into this or any
  * other association, nor into usrsctp: hand the packet on, and schedule
- * anything else.  @packet (CRC32c filled in) is borrowed: take a
- * reference to keep it. */
+ * anything else.  @packet (@len bytes, CRC32c filled in) is usrsctp's
+ * own buffer, valid only during the call: copy what must be kept.  No
+ * allocation happens per packet on this path. */
 typedef void (*NatterSctpPacketOutFunc) (NatterSctpAssociation *self,
-                                         GBytes                *packet,
+                                         const guint8          *packet,
+                                         gsize                  len,
                                          gpointer               user_data);
 
 /* An association is pure transport logic: it opens no socket and reads no

@@ -187,6 +187,7 @@ typedef struct
 static const Subcommand subcommands[] = {
   { "causal", natter_bench_causal, "Messages per second through the causal delivery buffer" },
   { "codec", natter_bench_codec, "Strict decoding and signature checks of a wire message" },
+  { "messaging", natter_bench_messaging, "Send-to-delivered latency and acknowledged messages per second between two processes" },
   { "rendezvous", natter_bench_rendezvous, "Thousands of authenticated clients and signal forwarding on a local rendezvous server" },
   { "store", natter_bench_store, "Insert rate, page load and full-text search over the SQLite store" },
   { "transport", natter_bench_transport, "Setup time, round trips and bulk throughput of two peers over loopback ICE" },

@@ -148,6 +148,19 @@ derive_group_key (const guint8 *group_key,
                       group_key, NATTER_MESSAGE_GROUP_KEY_LEN);
 }
 
+/* Converting a peer ID's Ed25519 key to X25519 costs a field inversion and
+ * a point check; the results are cached like the derived keys. */
+#define X25519_CACHE_SIZE 64
+
+typedef struct
+{
+  char   peer_id[NATTER_PEER_ID_LEN + 1];
+  guint8 x25519[NATTER_X25519_KEY_LEN];
+} X25519CacheEntry;
+
+static GMutex x25519_cache_lock;
+static X25519CacheEntry x25519_cache[X25519_CACHE_SIZE];
+
 static gboolean
 peer_x25519_public (const char  *peer_id,
                     guint8       x25519[NATTER_X25519_KEY_LEN],
@@ -155,6 +168,20 @@ peer_x25519_public (const char  *peer_id,
 {
   guint8 ed25519[NATTER_PUBLIC_KEY_LEN];
   g_autoptr(GError) local_error = NULL;
+  X25519CacheEntry *slot = NULL;
+
+  if (peer_id != NULL && strlen (peer_id) == NATTER_PEER_ID_LEN)
+    {
+      slot = &x25519_cache[g_str_hash (peer_id) % X25519_CACHE_SIZE];
+      g_mutex_lock (&x25519_cache_lock);
+      if (strcmp (slot->peer_id, peer_id) == 0)
+        {
+          memcpy (x25519, slot->x25519, NATTER_X25519_KEY_LEN);
+          g_mutex_unlock (&x25519_cache_lock);
+          return TRUE;
+        }
+      g_mutex_unlock (&x25519_cache_lock);
+    }
 
   if (peer_id == NULL ||
       !natter_peer_id_parse (peer_id, ed25519, &local_error) ||
@@ -164,6 +191,20 @@ peer_x25519_public (const char  *peer_id,
                    "%s: %s", peer_id ? peer_id : "(null)",
                    local_error ? local_error->message : "missing peer ID");
       return FALSE;
+    }
+
+  /* Only the canonical spelling is cached (the parse accepts others). */
+  if (slot != NULL)
+    {
+      g_autofree char *canonical = natter_peer_id_from_public_key (ed25519);
+
+      if (strcmp (canonical, peer_id) == 0)
+        {
+          g_mutex_lock (&x25519_cache_lock);
+          memcpy (slot->peer_id, peer_id, NATTER_PEER_ID_LEN + 1);
+          memcpy (slot->x25519, x25519, NATTER_X25519_KEY_LEN);
+          g_mutex_unlock (&x25519_cache_lock);
+        }
     }
   return TRUE;
 }

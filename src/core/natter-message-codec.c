@@ -750,6 +750,7 @@ typedef enum
   FIELD_ATTACHMENTS,  /* array of attachment objects, at most max */
   FIELD_STATUS,       /* "online", "away" or "offline" */
   FIELD_ACK_STATUS,   /* a hop acknowledgement's outcome (ack_statuses) */
+  FIELD_ID_LIST,      /* array of min..max IDs */
 } FieldKind;
 
 typedef struct
@@ -773,8 +774,13 @@ static const FieldSpec chat_schema[] = {
   { NULL }
 };
 
+/* A receipt names one message, and may name more: a receiver that
+ * commits many messages from one sender at once signs one receipt. */
+#define MAX_RECEIPT_IDS 256
+
 static const FieldSpec receipt_schema[] = {
   { "messageId", FIELD_ID, TRUE, 0, 0 },
+  { "messageIds", FIELD_ID_LIST, FALSE, 1, MAX_RECEIPT_IDS },
   { NULL }
 };
 
@@ -942,6 +948,31 @@ check_field (JsonNode        *node,
         return field_error (error, NATTER_MESSAGE_ERROR_WRONG_TYPE, prefix, spec->name,
                             "expected an object");
       return check_free_json (node, prefix, spec->name, error);
+
+    case FIELD_ID_LIST:
+      {
+        JsonArray *array;
+        guint len;
+
+        if (!JSON_NODE_HOLDS_ARRAY (node))
+          return field_error (error, NATTER_MESSAGE_ERROR_WRONG_TYPE, prefix, spec->name,
+                              "expected an array");
+        array = json_node_get_array (node);
+        len = json_array_get_length (array);
+        if (len < spec->min || len > spec->max)
+          return field_error (error, NATTER_MESSAGE_ERROR_OUT_OF_RANGE, prefix, spec->name,
+                              "%u entries, expected %" G_GINT64_FORMAT " to %" G_GINT64_FORMAT,
+                              len, spec->min, spec->max);
+        for (guint i = 0; i < len; i++)
+          {
+            g_autofree char *element = g_strdup_printf ("%s[%u]", spec->name, i);
+
+            if (!check_string_node (json_array_get_element (array, i), prefix, element, &str, error) ||
+                !check_id (str, prefix, element, error))
+              return FALSE;
+          }
+        return TRUE;
+      }
 
     case FIELD_ATTACHMENTS:
       {

@@ -116,7 +116,8 @@ gboolean natter_messaging_service_stop_finish  (NatterMessagingService *self,
                                                 GAsyncResult           *result,
                                                 GError                **error);
 
-/* Contacts.  add_contact() stores an accepted contact (or renames one) and
+/* Contacts.  add_contact() stores an accepted contact (or renames one, and
+ * accepts it again if it was blocked: adding is an explicit choice) and
  * starts looking for it; accept turns a pending one (someone who revealed
  * themselves nearby) into an accepted one; block stops all traffic with it. */
 void     natter_messaging_service_add_contact_async    (NatterMessagingService *self,

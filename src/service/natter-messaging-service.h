@@ -235,4 +235,51 @@ void natter_messaging_service_get_stats (NatterMessagingService *self,
  *     refusal also arrives as event "refused-by" with from = the relay.
  */
 
+/* File transfers (docs/architecture.md, "Files").  A transfer has an ID
+ * (the offer's fileId), a peer, a direction, a name, a size and a state
+ * ("offered", "accepted", "active", "paused", "complete", "failed",
+ * "cancelled", "rejected", as NatterStoreTransferState).  Offers wait in
+ * the outbox like messages; data flows on a bulk stream of its own under
+ * the connection's back-pressure, resumes from the last offset the
+ * receiver confirmed, and is verified with BLAKE2b before it is complete.
+ *
+ * Properties: "download-folder" (string; default the XDG download folder),
+ * "auto-accept" (boolean, default FALSE), "max-file-size" (int64 bytes, 0
+ * for no limit, the default). */
+void     natter_messaging_service_send_file_async    (NatterMessagingService *self,
+                                                      const char             *peer_id,
+                                                      GFile                  *file,
+                                                      GCancellable           *cancellable,
+                                                      GAsyncReadyCallback     callback,
+                                                      gpointer                user_data);
+/* Returns the transfer ID once the offer is committed. */
+char    *natter_messaging_service_send_file_finish   (NatterMessagingService *self,
+                                                      GAsyncResult           *result,
+                                                      GError                **error);
+/* Accepts an incoming offer; @folder (nullable) overrides the download
+ * folder for this file. */
+gboolean natter_messaging_service_accept_file        (NatterMessagingService *self,
+                                                      const char             *transfer_id,
+                                                      GFile                  *folder,
+                                                      GError                **error);
+gboolean natter_messaging_service_decline_file       (NatterMessagingService *self,
+                                                      const char             *transfer_id,
+                                                      GError                **error);
+gboolean natter_messaging_service_cancel_file        (NatterMessagingService *self,
+                                                      const char             *transfer_id,
+                                                      GError                **error);
+/* Transfers not finished, and those finished in this run, newest last:
+ * NatterStoreTransfer copies (free with natter_store_transfer_free). */
+GPtrArray *natter_messaging_service_list_transfers   (NatterMessagingService *self);
+
+/* File signals:
+ * "transfer-offered" (const char *transfer_id, const char *peer_id,
+ *                     const char *name, gint64 size, const char *media_type)
+ * "transfer-state-changed" (const char *transfer_id, const char *state,
+ *                           const char *detail)   detail: the final path when
+ *                           complete, the reason when failed, else NULL
+ * "transfer-progress" (const char *transfer_id, gint64 bytes_done,
+ *                      gint64 size, double bytes_per_second)
+ *     at most a few times a second per transfer. */
+
 G_END_DECLS

@@ -275,6 +275,7 @@ struct _NatterMessagingService
 
   /* Group commit. */
   GPtrArray              *pending_ops;
+  GHashTable             *pending_states;  /* msg_id -> queued OP_SET_STATE not yet running */
   gboolean                batch_running;
   guint                   batch_idle;
   GPtrArray              *flush_waiters;   /* GTask, completed when all is committed */
@@ -696,6 +697,7 @@ service_flush (NatterMessagingService *self)
 
   batch = g_new0 (Batch, 1);
   batch->ops = g_steal_pointer (&self->pending_ops);
+  g_hash_table_remove_all (self->pending_states);
   batch->conversations = g_hash_table_ref (self->worker_conversations);
   self->pending_ops = g_ptr_array_new_with_free_func ((GDestroyNotify) op_free);
   g_ptr_array_set_free_func (batch->ops, (GDestroyNotify) op_free);
@@ -719,6 +721,27 @@ static void
 service_queue_op (NatterMessagingService *self,
                   Op                     *op)
 {
+  /* A state change for a message whose previous change has not been
+   * written yet replaces it ("sent" then "delivered" in one batch is one
+   * update): states only move forward. */
+  if (op->kind == OP_SET_STATE && op->done == NULL)
+    {
+      Op *queued = g_hash_table_lookup (self->pending_states, op->msg_id);
+
+      if (queued != NULL)
+        {
+          if (op->state > queued->state)
+            queued->state = op->state;
+          if (op->via != NULL)
+            {
+              g_free (queued->via);
+              queued->via = g_steal_pointer (&op->via);
+            }
+          op_free (op);
+          return;
+        }
+      g_hash_table_insert (self->pending_states, op->msg_id, op);
+    }
   g_ptr_array_add (self->pending_ops, op);
   if (!self->batch_running && self->batch_idle == 0)
     self->batch_idle = g_idle_add_full (G_PRIORITY_DEFAULT_IDLE, on_batch_idle, self, NULL);
@@ -1932,14 +1955,6 @@ receive_chat (NatterMessagingService *self,
 }
 
 static void
-on_receipt_state_committed (NatterMessagingService *self,
-                            Op                     *op)
-{
-  if (op->error != NULL)
-    g_warning ("Could not record a receipt: %s", op->error->message);
-}
-
-static void
 receipt_apply (NatterMessagingService  *self,
                Link                    *author,
                const char              *msg_id,
@@ -1954,7 +1969,6 @@ receipt_apply (NatterMessagingService  *self,
   op = op_new (OP_SET_STATE);
   op->msg_id = g_strdup (msg_id);
   op->state = state;
-  op->done = on_receipt_state_committed;
   service_queue_op (self, op);
   emit_state (self, msg_id, author->peer_id, state, NULL);
 }
@@ -2654,6 +2668,7 @@ natter_messaging_service_finalize (GObject *object)
   g_ptr_array_unref (self->histories);
   g_ptr_array_unref (self->rendezvous);
   g_ptr_array_unref (self->pending_ops);
+  g_hash_table_unref (self->pending_states);
   g_ptr_array_unref (self->flush_waiters);
   g_hash_table_unref (self->worker_conversations);
   g_hash_table_unref (self->seen);
@@ -2821,6 +2836,7 @@ natter_messaging_service_init (NatterMessagingService *self)
   self->histories = g_ptr_array_new ();
   self->rendezvous = g_ptr_array_new_with_free_func (g_object_unref);
   self->pending_ops = g_ptr_array_new_with_free_func ((GDestroyNotify) op_free);
+  self->pending_states = g_hash_table_new (g_str_hash, g_str_equal);
   self->flush_waiters = g_ptr_array_new ();
   self->worker_conversations = g_hash_table_new_full (g_str_hash, g_str_equal, g_free, g_free);
   self->seen = g_hash_table_new_full (g_str_hash, g_str_equal, NULL, NULL);
@@ -3619,7 +3635,8 @@ natter_messaging_service_send_text_async (NatterMessagingService *self,
   row->timestamp = message->timestamp;
   row->sequence = (gint64) message->sequence;
   row->state = NATTER_STORE_MESSAGE_QUEUED;
-  row->wire = g_bytes_ref (wire);
+  /* The signed bytes live in the outbox until the message is delivered;
+   * the history row needs only what is shown. */
 
   data = g_new0 (SendData, 1);
   data->task = g_steal_pointer (&task);

@@ -255,6 +255,7 @@ struct _NatterMessagingService
   char                   *stun_server;
   char                  **turn_servers;
   gboolean                lan_enabled;
+  gboolean                discoverable;
   char                  **interfaces;
   gboolean                relay_enabled;
   gint64                  relay_quota;
@@ -306,6 +307,7 @@ enum
   PROP_RELAY,
   PROP_RELAY_QUOTA,
   PROP_DEFAULT_TTL,
+  PROP_DISCOVERABLE,
   N_PROPS
 };
 
@@ -320,6 +322,8 @@ enum
   SIGNAL_PEER_STATE_CHANGED,
   SIGNAL_CONTACT_ADDED,
   SIGNAL_RELAY_EVENT,
+  SIGNAL_NEARBY_CHANGED,
+  SIGNAL_CONTACT_REQUEST,
   N_SIGNALS
 };
 
@@ -1638,6 +1642,28 @@ on_rendezvous_signal (NatterRendezvousClient *client,
     }
 }
 
+static void
+on_lan_nearby_found (NatterLanDiscovery *lan,
+                     const char         *handle,
+                     GInetSocketAddress *address,
+                     gpointer            user_data)
+{
+  g_signal_emit (user_data, signals[SIGNAL_NEARBY_CHANGED], 0, handle, TRUE);
+}
+
+static void
+on_lan_nearby_lost (NatterLanDiscovery *lan,
+                    const char         *handle,
+                    gpointer            user_data)
+{
+  g_signal_emit (user_data, signals[SIGNAL_NEARBY_CHANGED], 0, handle, FALSE);
+}
+
+static void on_lan_nearby_revealed (NatterLanDiscovery *lan,
+                                    const char         *peer_id,
+                                    GInetSocketAddress *address,
+                                    gpointer            user_data);
+
 /* The contact lists of the finders follow the accepted contacts. */
 static void
 service_update_finders (NatterMessagingService *self)
@@ -2132,6 +2158,24 @@ relay_refuse (NatterMessagingService *self,
   link_send_hop_ack (from, message->id, status);
 }
 
+/* Remembers what we answered for (message, recipient), so that a repeat
+ * gets the same answer and is not carried twice. */
+static void
+relay_seen_add (NatterMessagingService *self,
+                const char             *key,
+                const char             *status)
+{
+  g_hash_table_insert (self->relay_seen, g_strdup (key), (gpointer) status);
+  g_queue_push_tail (&self->relay_seen_order, g_strdup (key));
+  while (self->relay_seen_order.length > SEEN_CACHE_SIZE)
+    {
+      char *old = g_queue_pop_head (&self->relay_seen_order);
+
+      g_hash_table_remove (self->relay_seen, old);
+      g_free (old);
+    }
+}
+
 /* A frame that is not for us: carry it on, or hold it. */
 static void
 receive_for_relay (NatterMessagingService *self,
@@ -2227,8 +2271,7 @@ receive_for_relay (NatterMessagingService *self,
     if (target->connected && link_send_frame (target, wire))
       {
         self->stats.relayed++;
-        g_hash_table_insert (self->relay_seen, g_strdup (key), (gpointer) "forwarded");
-        g_queue_push_tail (&self->relay_seen_order, g_strdup (key));
+        relay_seen_add (self, key, "forwarded");
         emit_relay_event (self, "forwarded", message->id, message->from, recipient, NULL);
         link_send_hop_ack (from, message->id, "forwarded");
         return;
@@ -2271,15 +2314,7 @@ receive_for_relay (NatterMessagingService *self,
       op->data = data;
       op->data_free = (GDestroyNotify) receive_data_free;
       op->done = on_relay_added;
-      g_hash_table_insert (self->relay_seen, g_strdup (key), (gpointer) "stored");
-      g_queue_push_tail (&self->relay_seen_order, g_strdup (key));
-      while (self->relay_seen_order.length > SEEN_CACHE_SIZE)
-        {
-          char *old = g_queue_pop_head (&self->relay_seen_order);
-
-          g_hash_table_remove (self->relay_seen, old);
-          g_free (old);
-        }
+      relay_seen_add (self, key, "stored");
       service_queue_op (self, op);
     }
   }
@@ -2716,6 +2751,9 @@ natter_messaging_service_get_property (GObject    *object,
     case PROP_DEFAULT_TTL:
       g_value_set_int64 (value, self->default_ttl);
       break;
+    case PROP_DISCOVERABLE:
+      g_value_set_boolean (value, self->discoverable);
+      break;
     default:
       G_OBJECT_WARN_INVALID_PROPERTY_ID (object, prop_id, pspec);
     }
@@ -2762,6 +2800,11 @@ natter_messaging_service_set_property (GObject      *object,
     case PROP_DEFAULT_TTL:
       self->default_ttl = g_value_get_int64 (value);
       break;
+    case PROP_DISCOVERABLE:
+      self->discoverable = g_value_get_boolean (value);
+      if (self->lan != NULL)
+        natter_lan_discovery_set_discoverable (self->lan, self->discoverable);
+      break;
     default:
       G_OBJECT_WARN_INVALID_PROPERTY_ID (object, prop_id, pspec);
     }
@@ -2799,6 +2842,8 @@ natter_messaging_service_class_init (NatterMessagingServiceClass *klass)
   properties[PROP_DEFAULT_TTL] =
     g_param_spec_int64 ("default-ttl", NULL, NULL, 1000, NATTER_MESSAGE_MAX_TTL,
                         NATTER_MESSAGING_DEFAULT_TTL_MS, flags | G_PARAM_CONSTRUCT);
+  properties[PROP_DISCOVERABLE] =
+    g_param_spec_boolean ("discoverable", NULL, NULL, FALSE, flags);
   g_object_class_install_properties (object_class, N_PROPS, properties);
 
   signals[SIGNAL_MESSAGE_RECEIVED] =
@@ -2820,6 +2865,12 @@ natter_messaging_service_class_init (NatterMessagingServiceClass *klass)
                   G_TYPE_STRING, NATTER_TYPE_PEER_STATE, G_TYPE_STRING);
   signals[SIGNAL_CONTACT_ADDED] =
     g_signal_new ("contact-added", G_TYPE_FROM_CLASS (klass), G_SIGNAL_RUN_LAST,
+                  0, NULL, NULL, NULL, G_TYPE_NONE, 1, NATTER_TYPE_CONTACT);
+  signals[SIGNAL_NEARBY_CHANGED] =
+    g_signal_new ("nearby-changed", G_TYPE_FROM_CLASS (klass), G_SIGNAL_RUN_LAST,
+                  0, NULL, NULL, NULL, G_TYPE_NONE, 2, G_TYPE_STRING, G_TYPE_BOOLEAN);
+  signals[SIGNAL_CONTACT_REQUEST] =
+    g_signal_new ("contact-request", G_TYPE_FROM_CLASS (klass), G_SIGNAL_RUN_LAST,
                   0, NULL, NULL, NULL, G_TYPE_NONE, 1, NATTER_TYPE_CONTACT);
   signals[SIGNAL_RELAY_EVENT] =
     g_signal_new ("relay-event", G_TYPE_FROM_CLASS (klass), G_SIGNAL_RUN_LAST,
@@ -3022,6 +3073,10 @@ service_start_finders (NatterMessagingService *self)
       g_signal_connect (self->lan, "contact-found", G_CALLBACK (on_lan_contact_found), self);
       g_signal_connect (self->lan, "contact-lost", G_CALLBACK (on_lan_contact_lost), self);
       g_signal_connect (self->lan, "signal-received", G_CALLBACK (on_lan_signal), self);
+      g_signal_connect (self->lan, "nearby-found", G_CALLBACK (on_lan_nearby_found), self);
+      g_signal_connect (self->lan, "nearby-lost", G_CALLBACK (on_lan_nearby_lost), self);
+      g_signal_connect (self->lan, "nearby-revealed", G_CALLBACK (on_lan_nearby_revealed), self);
+      natter_lan_discovery_set_discoverable (self->lan, self->discoverable);
       if (!natter_lan_discovery_start (self->lan, &error))
         {
           /* No LAN is not an error: the other routes still work. */
@@ -3931,6 +3986,64 @@ natter_messaging_service_open_history_finish (NatterMessagingService *self,
 {
   g_return_val_if_fail (g_task_is_valid (result, self), NULL);
   return g_task_propagate_pointer (G_TASK (result), error);
+}
+
+/* Someone nearby showed us its peer ID: a contact request, pending until
+ * the user accepts or blocks it. */
+static void
+on_request_committed (NatterMessagingService *self,
+                      Op                     *op)
+{
+  Link *link;
+
+  if (op->error != NULL)
+    {
+      g_warning ("Could not store a contact request: %s", op->error->message);
+      return;
+    }
+  link = service_ensure_link (self, natter_contact_get_peer_id (op->contact));
+  if (link->is_contact)
+    return;
+  link->is_contact = TRUE;
+  link->contact_state = NATTER_CONTACT_PENDING;
+  contacts_model_update (self, op->contact);
+  g_signal_emit (self, signals[SIGNAL_CONTACT_REQUEST], 0, op->contact);
+}
+
+static void
+on_lan_nearby_revealed (NatterLanDiscovery *lan,
+                        const char         *peer_id,
+                        GInetSocketAddress *address,
+                        gpointer            user_data)
+{
+  NatterMessagingService *self = user_data;
+  Link *link = service_get_link (self, peer_id);
+  Op *op;
+
+  if (link != NULL && link->is_contact)
+    return;   /* known already, blocked ones included */
+  op = op_new (OP_UPSERT_CONTACT);
+  op->contact = natter_contact_new (peer_id, NULL, NATTER_CONTACT_PENDING, FALSE, now_ms ());
+  op->done = on_request_committed;
+  service_queue_op (self, op);
+}
+
+gboolean
+natter_messaging_service_reveal_to_nearby (NatterMessagingService  *self,
+                                           const char              *handle,
+                                           GError                 **error)
+{
+  g_return_val_if_fail (NATTER_IS_MESSAGING_SERVICE (self), FALSE);
+
+  if (!check_started (self, error))
+    return FALSE;
+  if (self->lan == NULL)
+    {
+      g_set_error_literal (error, NATTER_MESSAGING_ERROR, NATTER_MESSAGING_ERROR_INVALID,
+                           "LAN discovery is off");
+      return FALSE;
+    }
+  return natter_lan_discovery_reveal_to_nearby (self->lan, handle, error);
 }
 
 void

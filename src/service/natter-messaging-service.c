@@ -1343,7 +1343,19 @@ link_on_lost (Link *link)
     self->stats.connections--;
   link_set_remote_typing (link, FALSE);
   link_set_presence (link, NATTER_PRESENCE_OFFLINE);
-  link_set_state (link, NATTER_PEER_STATE_OFFLINE, NULL);
+  {
+    /* A failed attempt at a direct connection does not end a relayed
+     * path that still works. */
+    Link *relay = link->via != NULL ? service_get_link (self, link->via) : NULL;
+
+    if (link->state == NATTER_PEER_STATE_RELAYED && relay != NULL && relay->connected)
+      ;
+    else if (link->state == NATTER_PEER_STATE_CONNECTING && link->via != NULL &&
+             relay != NULL && relay->connected)
+      link_set_state (link, NATTER_PEER_STATE_RELAYED, link->via);
+    else
+      link_set_state (link, NATTER_PEER_STATE_OFFLINE, NULL);
+  }
   g_hash_table_remove_all (link->handed_over);
 
   if (!was_connected)

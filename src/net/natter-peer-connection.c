@@ -651,7 +651,14 @@ on_sctp_packet_out (NatterSctpAssociation *sctp,
 
   if (inner->finished || inner->channel == NULL)
     return;
-  if (inner_can_offload (inner) && inner_offload_seal (inner, data, len))
+  /* A packet sent while the worker is idle and nothing is in flight (a
+   * chat message on a quiet connection) is sealed here: handing it over
+   * would cost a thread wake-up, the largest part of a round trip on an
+   * idle machine, and there is nothing it could overtake. */
+  if (inner_can_offload (inner) &&
+      !(inner->seals_in_flight == 0 &&
+        natter_crypto_worker_is_idle (natter_transport_get_crypto_worker (inner->transport))) &&
+      inner_offload_seal (inner, data, len))
     return;
 
   datagram = natter_secure_channel_encrypt (inner->channel, data, len,

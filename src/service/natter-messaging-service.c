@@ -44,6 +44,7 @@
 #define SEND_HIGH_WATER        (4 * 1024 * 1024)
 #define RELAY_EXPIRY_EVERY_MS  30000
 #define HANDOVER_BATCH         256
+#define STALE_SESSION_MS       3000     /* see link_take_signal() */
 
 G_DEFINE_QUARK (natter-messaging-error-quark, natter_messaging_error)
 
@@ -161,6 +162,7 @@ struct _Link
   char                   *remote_ufrag;
   GPtrArray              *retired_ufrags;
   gint64                  next_connect_us;
+  gint64                  pc_started_us;     /* when link->pc was created */
   guint                   backoff_ms;
   char                   *introducer;
 
@@ -277,6 +279,9 @@ struct _NatterMessagingService
   /* Group commit. */
   GPtrArray              *pending_ops;
   GHashTable             *pending_states;  /* msg_id -> queued OP_SET_STATE not yet running */
+  /* Sent messages whose history row is not committed yet: msg_id ->
+   * StashedState.  Their state changes are shown after "queued". */
+  GHashTable             *uncommitted;
   gboolean                batch_running;
   guint                   batch_idle;
   GPtrArray              *flush_waiters;   /* GTask, completed when all is committed */
@@ -768,6 +773,13 @@ service_when_committed (NatterMessagingService *self,
 /* }}} */
 /* {{{ Models and signal helpers */
 
+typedef struct
+{
+  gboolean                 changed;
+  NatterStoreMessageState  state;
+  char                     via[NATTER_PEER_ID_LEN + 1];
+} StashedState;
+
 static void
 emit_state (NatterMessagingService  *self,
             const char              *msg_id,
@@ -775,6 +787,18 @@ emit_state (NatterMessagingService  *self,
             NatterStoreMessageState  state,
             const char              *via)
 {
+  StashedState *stashed = g_hash_table_lookup (self->uncommitted, msg_id);
+
+  /* Not shown before "queued": kept until the row is committed. */
+  if (stashed != NULL && state != NATTER_STORE_MESSAGE_QUEUED)
+    {
+      if (!stashed->changed || state > stashed->state)
+        stashed->state = state;
+      stashed->changed = TRUE;
+      if (via != NULL)
+        g_strlcpy (stashed->via, via, sizeof stashed->via);
+      return;
+    }
   for (guint i = 0; i < self->histories->len; i++)
     {
       NatterHistoryModel *model = g_ptr_array_index (self->histories, i);
@@ -1498,6 +1522,7 @@ link_start_connection (Link *link)
       return;
     }
   link->pc = pc;
+  link->pc_started_us = g_get_monotonic_time ();
   link->generation++;
   natter_peer_connection_set_buffered_amount_low_threshold (pc, SEND_HIGH_WATER / 4);
   g_signal_connect (pc, "signal", G_CALLBACK (on_pc_signal), link);
@@ -1556,6 +1581,17 @@ link_take_signal (Link       *link,
       for (guint i = 0; i < link->retired_ufrags->len; i++)
         if (strcmp (g_ptr_array_index (link->retired_ufrags, i), parts[1]) == 0)
           return;   /* from a session that is over */
+      /* A session of ours that never heard from the peer, started a
+       * while ago: its credentials went to an earlier run of the peer, or
+       * nowhere (no route then), so this new run of the peer has never
+       * seen them and the checks could never succeed.  Start again, which
+       * sends it fresh credentials.  (Found by tests/service/offline.py:
+       * a peer that restarted could not reconnect to a relay that had
+       * been trying to reach it meanwhile.)  A recent one is kept: that is
+       * two sides starting at the same time, which works as it is. */
+      if (link->pc != NULL && link->remote_ufrag == NULL && !link->connected &&
+          g_get_monotonic_time () - link->pc_started_us > (gint64) STALE_SESSION_MS * 1000)
+        link_drop_connection (link, FALSE);
       if (link->pc != NULL && link->remote_ufrag != NULL && strcmp (link->remote_ufrag, parts[1]) != 0)
         {
           /* The peer started again: so do we. */
@@ -2716,6 +2752,7 @@ natter_messaging_service_finalize (GObject *object)
   g_ptr_array_unref (self->rendezvous);
   g_ptr_array_unref (self->pending_ops);
   g_hash_table_unref (self->pending_states);
+  g_hash_table_unref (self->uncommitted);
   g_ptr_array_unref (self->flush_waiters);
   g_hash_table_unref (self->worker_conversations);
   g_hash_table_unref (self->seen);
@@ -2900,6 +2937,7 @@ natter_messaging_service_init (NatterMessagingService *self)
   self->rendezvous = g_ptr_array_new_with_free_func (g_object_unref);
   self->pending_ops = g_ptr_array_new_with_free_func ((GDestroyNotify) op_free);
   self->pending_states = g_hash_table_new (g_str_hash, g_str_equal);
+  self->uncommitted = g_hash_table_new_full (g_str_hash, g_str_equal, g_free, g_free);
   self->flush_waiters = g_ptr_array_new ();
   self->worker_conversations = g_hash_table_new_full (g_str_hash, g_str_equal, g_free, g_free);
   self->seen = g_hash_table_new_full (g_str_hash, g_str_equal, NULL, NULL);
@@ -3601,6 +3639,8 @@ on_sent_committed (NatterMessagingService *self,
        * Take the item back out of the memory outbox. */
       OutboxItem *item = link != NULL ? link_find_item (link, data->message->id) : NULL;
 
+      g_hash_table_remove (self->uncommitted, data->message->id);
+
       if (item != NULL)
         {
           link_outbox_unlink (link, item);
@@ -3621,9 +3661,28 @@ on_sent_committed (NatterMessagingService *self,
     conversations_touch (self, data->message->to[0], op->message->conversation_id,
                          op->message->body, op->message->timestamp, FALSE);
   }
-  g_task_return_pointer (data->task, g_strdup (data->message->id), g_free);
-  emit_state (self, data->message->id, data->message->to[0], NATTER_STORE_MESSAGE_QUEUED, NULL);
-  if (link != NULL)
+  {
+    StashedState *stashed = g_hash_table_lookup (self->uncommitted, data->message->id);
+    StashedState copy = { 0 };
+
+    if (stashed != NULL)
+      copy = *stashed;
+    g_hash_table_remove (self->uncommitted, data->message->id);
+    g_task_return_pointer (data->task, g_strdup (data->message->id), g_free);
+    emit_state (self, data->message->id, data->message->to[0], NATTER_STORE_MESSAGE_QUEUED, NULL);
+    /* What happened while the row was being written, in order. */
+    if (copy.changed && copy.state > NATTER_STORE_MESSAGE_SENT)
+      emit_state (self, data->message->id, data->message->to[0], NATTER_STORE_MESSAGE_SENT,
+                  copy.via[0] != '\0' ? copy.via : NULL);
+    if (copy.changed)
+      emit_state (self, data->message->id, data->message->to[0], copy.state,
+                  copy.via[0] != '\0' && copy.state == NATTER_STORE_MESSAGE_SENT ? copy.via : NULL);
+  }
+  /* A short queue is sent at once; a burst is scanned once, later in
+   * this main-loop iteration. */
+  if (link != NULL && link->outbox.length <= 64)
+    link_pump (link);
+  else if (link != NULL)
     link_schedule_pump (link);
 }
 
@@ -3719,8 +3778,14 @@ natter_messaging_service_send_text_async (NatterMessagingService *self,
   op->data_free = (GDestroyNotify) send_data_free;
   service_queue_op (self, op);
   service_outbox_add (self, message, wire, NULL, NULL, NULL);
-  /* Not pumped before the history row is durable: on_sent_committed()
-   * does it, so "sent" never precedes "queued". */
+  /* The frame may leave while the row is being written: the store applies
+   * later state changes after the insert (operations run in order), and
+   * the signals wait for "queued" (emit_state).  Handing the caller the
+   * message ID still waits for the commit, so a message the caller knows
+   * of survives a crash. */
+  g_hash_table_insert (self->uncommitted, g_strdup (message->id), g_new0 (StashedState, 1));
+  if (link->connected && link->outbox.length <= 64)
+    link_pump (link);
 }
 
 char *

@@ -927,9 +927,7 @@ service_seal (NatterMessagingService *self,
               NatterMessage          *message,
               GError                **error)
 {
-  if (!natter_message_sign (message, self->identity, error))
-    return NULL;
-  return natter_message_encode (message, error);
+  return natter_message_sign_encode (message, self->identity, error);
 }
 
 static gboolean

@@ -2314,7 +2314,11 @@ receive_for_relay (NatterMessagingService *self,
         return;
       }
 
-    if (target->connected && link_send_frame (target, wire))
+    /* A connected recipient that said it is offline is leaving (or
+     * hiding): give it the message, but also keep a copy, since the
+     * connection may already be gone. */
+    if (target->connected && target->presence != NATTER_PRESENCE_OFFLINE &&
+        link_send_frame (target, wire))
       {
         self->stats.relayed++;
         relay_seen_add (self, key, "forwarded");
@@ -2322,6 +2326,9 @@ receive_for_relay (NatterMessagingService *self,
         link_send_hop_ack (from, message->id, "forwarded");
         return;
       }
+
+    if (target->connected)
+      link_send_frame (target, wire);
 
     /* Not connected to the recipient: let other neighbours try (a further
      * hop), and hold a copy for when it comes back. */
@@ -2602,7 +2609,15 @@ link_on_message (NatterPeerConnection *pc,
         NatterPresence presence;
 
         if (node != NULL && natter_presence_from_string (json_node_get_string (node), &presence))
-          link_set_presence (author, presence);
+          {
+            gboolean back = author->presence == NATTER_PRESENCE_OFFLINE &&
+                            presence != NATTER_PRESENCE_OFFLINE;
+
+            link_set_presence (author, presence);
+            /* Held while it said it was offline: hand it over now. */
+            if (back)
+              link_handover_relayed (author);
+          }
       }
       break;
 

@@ -672,15 +672,31 @@ def process_memory_contains(pid, needles):
             name = fields[5] if len(fields) > 5 else ''
             if 'r' not in fields[1] or name in ('[vvar]', '[vsyscall]', '[vvar_vclock]'):
                 continue
-            try:
-                mem.seek(start)
-                data = mem.read(end - start)
-            except (OSError, ValueError, OverflowError):
+            # Mappings of many GiB are sparse reservations, such as
+            # AddressSanitizer's shadow memory, not data: the process's
+            # heap and stacks are far smaller.  Others are read in chunks
+            # that overlap by the longest needle.
+            if end - start > 4 << 30:
                 continue
-            scanned += len(data)
-            for n in needles:
-                if n in data:
-                    found.add(n)
+            overlap = max(len(n) for n in needles)
+            chunk = 64 << 20
+            position = start
+            tail = b''
+            while position < end:
+                try:
+                    mem.seek(position)
+                    data = mem.read(min(chunk, end - position))
+                except (OSError, ValueError, OverflowError):
+                    break
+                if not data:
+                    break
+                scanned += len(data)
+                window = tail + data
+                for n in needles:
+                    if n in window:
+                        found.add(n)
+                tail = window[-overlap:]
+                position += len(data)
     return found, scanned
 
 

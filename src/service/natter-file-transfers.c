@@ -706,7 +706,7 @@ struct _NatterFileTransfers
   gboolean                loaded;
   gboolean                stopping;
   gsize                   send_window;
-  guint64                 rejected_frames;
+  guint64                 rejected[NATTER_FILE_REJECT_N];
 };
 
 G_DEFINE_FINAL_TYPE (NatterFileTransfers, natter_file_transfers, G_TYPE_OBJECT)
@@ -1280,13 +1280,17 @@ handle_data (NatterFileTransfers *self,
        t->row->state != NATTER_STORE_TRANSFER_PAUSED))
     {
       /* Never accepted (or declined, cancelled, done): ignored. */
-      self->rejected_frames++;
+      self->rejected[NATTER_FILE_REJECT_NOT_ACCEPTED]++;
       return;
     }
-  if (len == 0 || end < offset || end > (guint64) t->row->size || offset > t->expected)
+  if (len == 0 || end < offset || end > (guint64) t->row->size)
     {
-      /* Beyond the offered size, or a gap. */
-      self->rejected_frames++;
+      self->rejected[NATTER_FILE_REJECT_BEYOND_SIZE]++;
+      return;
+    }
+  if (offset > t->expected)
+    {
+      self->rejected[NATTER_FILE_REJECT_OUT_OF_ORDER]++;
       return;
     }
   t->counters.bytes_received += len;
@@ -1319,7 +1323,7 @@ handle_ack (NatterFileTransfers *self,
   if (t->row->direction != NATTER_STORE_DIRECTION_OUT || !t->sending ||
       offset > t->next_send || offset < t->acked)
     {
-      self->rejected_frames++;
+      self->rejected[NATTER_FILE_REJECT_OUT_OF_ORDER]++;
       return;
     }
   t->acked = offset;
@@ -1347,7 +1351,7 @@ natter_file_transfers_handle_frame (NatterFileTransfers *self,
 
   if (len < NATTER_FILE_FRAME_HEADER || self->stopping)
     {
-      self->rejected_frames++;
+      self->rejected[NATTER_FILE_REJECT_MALFORMED]++;
       return;
     }
   tag = get_be64 (data + 8);
@@ -1355,7 +1359,7 @@ natter_file_transfers_handle_frame (NatterFileTransfers *self,
   t = g_hash_table_lookup (self->by_tag, &tag);
   if (t == NULL || strcmp (t->row->peer_id, peer_id) != 0)
     {
-      self->rejected_frames++;
+      self->rejected[NATTER_FILE_REJECT_UNKNOWN]++;
       return;
     }
   switch (data[0])
@@ -1365,12 +1369,12 @@ natter_file_transfers_handle_frame (NatterFileTransfers *self,
       break;
     case NATTER_FILE_FRAME_ACK:
       if (len != NATTER_FILE_FRAME_HEADER)
-        self->rejected_frames++;
+        self->rejected[NATTER_FILE_REJECT_MALFORMED]++;
       else
         handle_ack (self, t, offset);
       break;
     default:
-      self->rejected_frames++;
+      self->rejected[NATTER_FILE_REJECT_MALFORMED]++;
       break;
     }
 }
@@ -2241,9 +2245,11 @@ natter_file_transfers_get_counters (NatterFileTransfers        *self,
 }
 
 guint64
-natter_file_transfers_get_rejected_frames (NatterFileTransfers *self)
+natter_file_transfers_get_rejected_frames (NatterFileTransfers *self,
+                                           NatterFileReject     reason)
 {
-  return self->rejected_frames;
+  g_return_val_if_fail (reason < NATTER_FILE_REJECT_N, 0);
+  return self->rejected[reason];
 }
 
 /* }}} */

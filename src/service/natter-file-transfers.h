@@ -57,6 +57,17 @@ typedef struct
   guint   starts;             /* how often sending (re)started (sender) */
 } NatterFileTransferCounters;
 
+/* Why a data frame was refused. */
+typedef enum
+{
+  NATTER_FILE_REJECT_UNKNOWN,        /* no such transfer with this peer */
+  NATTER_FILE_REJECT_NOT_ACCEPTED,   /* offered but not accepted, declined, over */
+  NATTER_FILE_REJECT_BEYOND_SIZE,    /* past the offered size, or empty */
+  NATTER_FILE_REJECT_OUT_OF_ORDER,   /* a gap, or an acknowledgement out of range */
+  NATTER_FILE_REJECT_MALFORMED,      /* short frame, unknown kind */
+  NATTER_FILE_REJECT_N
+} NatterFileReject;
+
 NatterFileTransfers *natter_file_transfers_new (NatterMessagingService *service,
                                                 NatterStore            *store);
 
@@ -105,9 +116,8 @@ GPtrArray *natter_file_transfers_list           (NatterFileTransfers  *self);
 gboolean natter_file_transfers_get_counters     (NatterFileTransfers  *self,
                                                  const char           *transfer_id,
                                                  NatterFileTransferCounters *counters);
-/* Frames refused since start: unknown transfer, not accepted, beyond the
- * size, out of order, malformed. */
-guint64  natter_file_transfers_get_rejected_frames (NatterFileTransfers *self);
+guint64  natter_file_transfers_get_rejected_frames (NatterFileTransfers *self,
+                                                    NatterFileReject     reason);
 
 /* A safe file name for @name from the network: the last path component,
  * no control or bidi characters, no leading dots, no reserved device

@@ -46,8 +46,9 @@ gboolean natter_messaging_service_get_transfer_counters (NatterMessagingService 
                                                          guint64                *duplicate_bytes,
                                                          guint64                *resumed_from,
                                                          guint                  *starts);
-/* File data frames refused since start (unknown or unaccepted transfer,
- * beyond the offered size, out of order, malformed). */
-guint64  natter_messaging_service_get_rejected_file_frames (NatterMessagingService *self);
+/* File data frames refused since start, by reason: 0 unknown transfer,
+ * 1 not accepted, 2 beyond the offered size, 3 out of order, 4 malformed. */
+guint64  natter_messaging_service_get_rejected_file_frames (NatterMessagingService *self,
+                                                           guint                   reason);
 
 G_END_DECLS

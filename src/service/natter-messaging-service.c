@@ -4317,9 +4317,12 @@ natter_messaging_service_get_transfer_counters (NatterMessagingService *self,
 }
 
 guint64
-natter_messaging_service_get_rejected_file_frames (NatterMessagingService *self)
+natter_messaging_service_get_rejected_file_frames (NatterMessagingService *self,
+                                                   guint                   reason)
 {
-  return self->files != NULL ? natter_file_transfers_get_rejected_frames (self->files) : 0;
+  if (self->files == NULL || reason >= NATTER_FILE_REJECT_N)
+    return 0;
+  return natter_file_transfers_get_rejected_frames (self->files, reason);
 }
 
 gboolean

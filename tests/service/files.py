@@ -136,7 +136,7 @@ class Server:
 
 
 class Peer:
-    def __init__(self, name, work, url, extra=(), prefix=()):
+    def __init__(self, name, work, url, extra=(), prefix=(), interfaces='lo'):
         self.name = name
         self.profile = os.path.join(work, name)
         self.downloads = os.path.join(work, f'{name}-downloads')
@@ -147,9 +147,9 @@ class Peer:
         self.cond = threading.Condition()
         self.next_id = 1
         self.eof = False
-        env = dict(os.environ, NATTER_TEST_HOOKS='1', NATTER_INTERFACES='lo')
+        env = dict(os.environ, NATTER_TEST_HOOKS='1', NATTER_INTERFACES=interfaces)
         self.proc = subprocess.Popen([*prefix, CLI, '--profile', self.profile, '--no-lan',
-                                      '--interfaces', 'lo', '--rendezvous', url,
+                                      '--interfaces', interfaces, '--rendezvous', url,
                                       '--download-folder', self.downloads, *extra, 'run'],
                                      stdin=subprocess.PIPE, stdout=subprocess.PIPE,
                                      stderr=self.stderr, env=env)

@@ -45,6 +45,7 @@
 #define SEND_HIGH_WATER        (4 * 1024 * 1024)
 #define RELAY_EXPIRY_EVERY_MS  30000
 #define HANDOVER_BATCH         256
+#define STALE_SESSION_MS       3000     /* see link_take_signal() */
 
 G_DEFINE_QUARK (natter-messaging-error-quark, natter_messaging_error)
 
@@ -162,6 +163,7 @@ struct _Link
   char                   *remote_ufrag;
   GPtrArray              *retired_ufrags;
   gint64                  next_connect_us;
+  gint64                  pc_started_us;     /* when link->pc was created */
   guint                   backoff_ms;
   char                   *introducer;
 
@@ -258,6 +260,7 @@ struct _NatterMessagingService
   char                   *stun_server;
   char                  **turn_servers;
   gboolean                lan_enabled;
+  gboolean                discoverable;
   char                  **interfaces;
   gboolean                relay_enabled;
   gint64                  relay_quota;
@@ -283,6 +286,10 @@ struct _NatterMessagingService
 
   /* Group commit. */
   GPtrArray              *pending_ops;
+  GHashTable             *pending_states;  /* msg_id -> queued OP_SET_STATE not yet running */
+  /* Sent messages whose history row is not committed yet: msg_id ->
+   * StashedState.  Their state changes are shown after "queued". */
+  GHashTable             *uncommitted;
   gboolean                batch_running;
   guint                   batch_idle;
   GPtrArray              *flush_waiters;   /* GTask, completed when all is committed */
@@ -316,6 +323,7 @@ enum
   PROP_DOWNLOAD_FOLDER,
   PROP_AUTO_ACCEPT,
   PROP_MAX_FILE_SIZE,
+  PROP_DISCOVERABLE,
   N_PROPS
 };
 
@@ -333,6 +341,8 @@ enum
   SIGNAL_TRANSFER_OFFERED,
   SIGNAL_TRANSFER_STATE_CHANGED,
   SIGNAL_TRANSFER_PROGRESS,
+  SIGNAL_NEARBY_CHANGED,
+  SIGNAL_CONTACT_REQUEST,
   N_SIGNALS
 };
 
@@ -718,6 +728,7 @@ service_flush (NatterMessagingService *self)
 
   batch = g_new0 (Batch, 1);
   batch->ops = g_steal_pointer (&self->pending_ops);
+  g_hash_table_remove_all (self->pending_states);
   batch->conversations = g_hash_table_ref (self->worker_conversations);
   self->pending_ops = g_ptr_array_new_with_free_func ((GDestroyNotify) op_free);
   g_ptr_array_set_free_func (batch->ops, (GDestroyNotify) op_free);
@@ -741,6 +752,27 @@ static void
 service_queue_op (NatterMessagingService *self,
                   Op                     *op)
 {
+  /* A state change for a message whose previous change has not been
+   * written yet replaces it ("sent" then "delivered" in one batch is one
+   * update): states only move forward. */
+  if (op->kind == OP_SET_STATE && op->done == NULL)
+    {
+      Op *queued = g_hash_table_lookup (self->pending_states, op->msg_id);
+
+      if (queued != NULL)
+        {
+          if (op->state > queued->state)
+            queued->state = op->state;
+          if (op->via != NULL)
+            {
+              g_free (queued->via);
+              queued->via = g_steal_pointer (&op->via);
+            }
+          op_free (op);
+          return;
+        }
+      g_hash_table_insert (self->pending_states, op->msg_id, op);
+    }
   g_ptr_array_add (self->pending_ops, op);
   if (!self->batch_running && self->batch_idle == 0)
     self->batch_idle = g_idle_add_full (G_PRIORITY_DEFAULT_IDLE, on_batch_idle, self, NULL);
@@ -763,6 +795,13 @@ service_when_committed (NatterMessagingService *self,
 /* }}} */
 /* {{{ Models and signal helpers */
 
+typedef struct
+{
+  gboolean                 changed;
+  NatterStoreMessageState  state;
+  char                     via[NATTER_PEER_ID_LEN + 1];
+} StashedState;
+
 static void
 emit_state (NatterMessagingService  *self,
             const char              *msg_id,
@@ -770,6 +809,18 @@ emit_state (NatterMessagingService  *self,
             NatterStoreMessageState  state,
             const char              *via)
 {
+  StashedState *stashed = g_hash_table_lookup (self->uncommitted, msg_id);
+
+  /* Not shown before "queued": kept until the row is committed. */
+  if (stashed != NULL && state != NATTER_STORE_MESSAGE_QUEUED)
+    {
+      if (!stashed->changed || state > stashed->state)
+        stashed->state = state;
+      stashed->changed = TRUE;
+      if (via != NULL)
+        g_strlcpy (stashed->via, via, sizeof stashed->via);
+      return;
+    }
   for (guint i = 0; i < self->histories->len; i++)
     {
       NatterHistoryModel *model = g_ptr_array_index (self->histories, i);
@@ -898,9 +949,7 @@ service_seal (NatterMessagingService *self,
               NatterMessage          *message,
               GError                **error)
 {
-  if (!natter_message_sign (message, self->identity, error))
-    return NULL;
-  return natter_message_encode (message, error);
+  return natter_message_sign_encode (message, self->identity, error);
 }
 
 static gboolean
@@ -1342,7 +1391,19 @@ link_on_lost (Link *link)
     natter_file_transfers_peer_lost (self->files, link->peer_id);
   link_set_remote_typing (link, FALSE);
   link_set_presence (link, NATTER_PRESENCE_OFFLINE);
-  link_set_state (link, NATTER_PEER_STATE_OFFLINE, NULL);
+  {
+    /* A failed attempt at a direct connection does not end a relayed
+     * path that still works. */
+    Link *relay = link->via != NULL ? service_get_link (self, link->via) : NULL;
+
+    if (link->state == NATTER_PEER_STATE_RELAYED && relay != NULL && relay->connected)
+      ;
+    else if (link->state == NATTER_PEER_STATE_CONNECTING && link->via != NULL &&
+             relay != NULL && relay->connected)
+      link_set_state (link, NATTER_PEER_STATE_RELAYED, link->via);
+    else
+      link_set_state (link, NATTER_PEER_STATE_OFFLINE, NULL);
+  }
   g_hash_table_remove_all (link->handed_over);
 
   if (!was_connected)
@@ -1487,6 +1548,7 @@ link_start_connection (Link *link)
       return;
     }
   link->pc = pc;
+  link->pc_started_us = g_get_monotonic_time ();
   link->generation++;
   natter_peer_connection_set_buffered_amount_low_threshold (pc, SEND_HIGH_WATER / 4);
   g_signal_connect (pc, "signal", G_CALLBACK (on_pc_signal), link);
@@ -1545,6 +1607,17 @@ link_take_signal (Link       *link,
       for (guint i = 0; i < link->retired_ufrags->len; i++)
         if (strcmp (g_ptr_array_index (link->retired_ufrags, i), parts[1]) == 0)
           return;   /* from a session that is over */
+      /* A session of ours that never heard from the peer, started a
+       * while ago: its credentials went to an earlier run of the peer, or
+       * nowhere (no route then), so this new run of the peer has never
+       * seen them and the checks could never succeed.  Start again, which
+       * sends it fresh credentials.  (Found by tests/service/offline.py:
+       * a peer that restarted could not reconnect to a relay that had
+       * been trying to reach it meanwhile.)  A recent one is kept: that is
+       * two sides starting at the same time, which works as it is. */
+      if (link->pc != NULL && link->remote_ufrag == NULL && !link->connected &&
+          g_get_monotonic_time () - link->pc_started_us > (gint64) STALE_SESSION_MS * 1000)
+        link_drop_connection (link, FALSE);
       if (link->pc != NULL && link->remote_ufrag != NULL && strcmp (link->remote_ufrag, parts[1]) != 0)
         {
           /* The peer started again: so do we. */
@@ -1642,6 +1715,28 @@ on_rendezvous_signal (NatterRendezvousClient *client,
       link_take_signal (link, blob, NULL);
     }
 }
+
+static void
+on_lan_nearby_found (NatterLanDiscovery *lan,
+                     const char         *handle,
+                     GInetSocketAddress *address,
+                     gpointer            user_data)
+{
+  g_signal_emit (user_data, signals[SIGNAL_NEARBY_CHANGED], 0, handle, TRUE);
+}
+
+static void
+on_lan_nearby_lost (NatterLanDiscovery *lan,
+                    const char         *handle,
+                    gpointer            user_data)
+{
+  g_signal_emit (user_data, signals[SIGNAL_NEARBY_CHANGED], 0, handle, FALSE);
+}
+
+static void on_lan_nearby_revealed (NatterLanDiscovery *lan,
+                                    const char         *peer_id,
+                                    GInetSocketAddress *address,
+                                    gpointer            user_data);
 
 /* The contact lists of the finders follow the accepted contacts. */
 static void
@@ -1960,14 +2055,6 @@ receive_chat (NatterMessagingService *self,
 }
 
 static void
-on_receipt_state_committed (NatterMessagingService *self,
-                            Op                     *op)
-{
-  if (op->error != NULL)
-    g_warning ("Could not record a receipt: %s", op->error->message);
-}
-
-static void
 receipt_apply (NatterMessagingService  *self,
                Link                    *author,
                const char              *msg_id,
@@ -1982,7 +2069,6 @@ receipt_apply (NatterMessagingService  *self,
   op = op_new (OP_SET_STATE);
   op->msg_id = g_strdup (msg_id);
   op->state = state;
-  op->done = on_receipt_state_committed;
   service_queue_op (self, op);
   emit_state (self, msg_id, author->peer_id, state, NULL);
 }
@@ -2146,6 +2232,24 @@ relay_refuse (NatterMessagingService *self,
   link_send_hop_ack (from, message->id, status);
 }
 
+/* Remembers what we answered for (message, recipient), so that a repeat
+ * gets the same answer and is not carried twice. */
+static void
+relay_seen_add (NatterMessagingService *self,
+                const char             *key,
+                const char             *status)
+{
+  g_hash_table_insert (self->relay_seen, g_strdup (key), (gpointer) status);
+  g_queue_push_tail (&self->relay_seen_order, g_strdup (key));
+  while (self->relay_seen_order.length > SEEN_CACHE_SIZE)
+    {
+      char *old = g_queue_pop_head (&self->relay_seen_order);
+
+      g_hash_table_remove (self->relay_seen, old);
+      g_free (old);
+    }
+}
+
 /* A frame that is not for us: carry it on, or hold it. */
 static void
 receive_for_relay (NatterMessagingService *self,
@@ -2241,8 +2345,7 @@ receive_for_relay (NatterMessagingService *self,
     if (target->connected && link_send_frame (target, wire))
       {
         self->stats.relayed++;
-        g_hash_table_insert (self->relay_seen, g_strdup (key), (gpointer) "forwarded");
-        g_queue_push_tail (&self->relay_seen_order, g_strdup (key));
+        relay_seen_add (self, key, "forwarded");
         emit_relay_event (self, "forwarded", message->id, message->from, recipient, NULL);
         link_send_hop_ack (from, message->id, "forwarded");
         return;
@@ -2285,15 +2388,7 @@ receive_for_relay (NatterMessagingService *self,
       op->data = data;
       op->data_free = (GDestroyNotify) receive_data_free;
       op->done = on_relay_added;
-      g_hash_table_insert (self->relay_seen, g_strdup (key), (gpointer) "stored");
-      g_queue_push_tail (&self->relay_seen_order, g_strdup (key));
-      while (self->relay_seen_order.length > SEEN_CACHE_SIZE)
-        {
-          char *old = g_queue_pop_head (&self->relay_seen_order);
-
-          g_hash_table_remove (self->relay_seen, old);
-          g_free (old);
-        }
+      relay_seen_add (self, key, "stored");
       service_queue_op (self, op);
     }
   }
@@ -2721,6 +2816,8 @@ natter_messaging_service_finalize (GObject *object)
   g_ptr_array_unref (self->histories);
   g_ptr_array_unref (self->rendezvous);
   g_ptr_array_unref (self->pending_ops);
+  g_hash_table_unref (self->pending_states);
+  g_hash_table_unref (self->uncommitted);
   g_ptr_array_unref (self->flush_waiters);
   g_hash_table_unref (self->worker_conversations);
   g_hash_table_unref (self->seen);
@@ -2785,6 +2882,9 @@ natter_messaging_service_get_property (GObject    *object,
     case PROP_MAX_FILE_SIZE:
       g_value_set_int64 (value, self->max_file_size);
       break;
+    case PROP_DISCOVERABLE:
+      g_value_set_boolean (value, self->discoverable);
+      break;
     default:
       G_OBJECT_WARN_INVALID_PROPERTY_ID (object, prop_id, pspec);
     }
@@ -2841,6 +2941,11 @@ natter_messaging_service_set_property (GObject      *object,
     case PROP_MAX_FILE_SIZE:
       self->max_file_size = g_value_get_int64 (value);
       break;
+    case PROP_DISCOVERABLE:
+      self->discoverable = g_value_get_boolean (value);
+      if (self->lan != NULL)
+        natter_lan_discovery_set_discoverable (self->lan, self->discoverable);
+      break;
     default:
       G_OBJECT_WARN_INVALID_PROPERTY_ID (object, prop_id, pspec);
     }
@@ -2884,6 +2989,8 @@ natter_messaging_service_class_init (NatterMessagingServiceClass *klass)
     g_param_spec_boolean ("auto-accept", NULL, NULL, FALSE, flags);
   properties[PROP_MAX_FILE_SIZE] =
     g_param_spec_int64 ("max-file-size", NULL, NULL, 0, G_MAXINT64, 0, flags);
+  properties[PROP_DISCOVERABLE] =
+    g_param_spec_boolean ("discoverable", NULL, NULL, FALSE, flags);
   g_object_class_install_properties (object_class, N_PROPS, properties);
 
   signals[SIGNAL_MESSAGE_RECEIVED] =
@@ -2905,6 +3012,12 @@ natter_messaging_service_class_init (NatterMessagingServiceClass *klass)
                   G_TYPE_STRING, NATTER_TYPE_PEER_STATE, G_TYPE_STRING);
   signals[SIGNAL_CONTACT_ADDED] =
     g_signal_new ("contact-added", G_TYPE_FROM_CLASS (klass), G_SIGNAL_RUN_LAST,
+                  0, NULL, NULL, NULL, G_TYPE_NONE, 1, NATTER_TYPE_CONTACT);
+  signals[SIGNAL_NEARBY_CHANGED] =
+    g_signal_new ("nearby-changed", G_TYPE_FROM_CLASS (klass), G_SIGNAL_RUN_LAST,
+                  0, NULL, NULL, NULL, G_TYPE_NONE, 2, G_TYPE_STRING, G_TYPE_BOOLEAN);
+  signals[SIGNAL_CONTACT_REQUEST] =
+    g_signal_new ("contact-request", G_TYPE_FROM_CLASS (klass), G_SIGNAL_RUN_LAST,
                   0, NULL, NULL, NULL, G_TYPE_NONE, 1, NATTER_TYPE_CONTACT);
   signals[SIGNAL_RELAY_EVENT] =
     g_signal_new ("relay-event", G_TYPE_FROM_CLASS (klass), G_SIGNAL_RUN_LAST,
@@ -2933,6 +3046,8 @@ natter_messaging_service_init (NatterMessagingService *self)
   self->histories = g_ptr_array_new ();
   self->rendezvous = g_ptr_array_new_with_free_func (g_object_unref);
   self->pending_ops = g_ptr_array_new_with_free_func ((GDestroyNotify) op_free);
+  self->pending_states = g_hash_table_new (g_str_hash, g_str_equal);
+  self->uncommitted = g_hash_table_new_full (g_str_hash, g_str_equal, g_free, g_free);
   self->flush_waiters = g_ptr_array_new ();
   self->worker_conversations = g_hash_table_new_full (g_str_hash, g_str_equal, g_free, g_free);
   self->seen = g_hash_table_new_full (g_str_hash, g_str_equal, NULL, NULL);
@@ -3118,6 +3233,10 @@ service_start_finders (NatterMessagingService *self)
       g_signal_connect (self->lan, "contact-found", G_CALLBACK (on_lan_contact_found), self);
       g_signal_connect (self->lan, "contact-lost", G_CALLBACK (on_lan_contact_lost), self);
       g_signal_connect (self->lan, "signal-received", G_CALLBACK (on_lan_signal), self);
+      g_signal_connect (self->lan, "nearby-found", G_CALLBACK (on_lan_nearby_found), self);
+      g_signal_connect (self->lan, "nearby-lost", G_CALLBACK (on_lan_nearby_lost), self);
+      g_signal_connect (self->lan, "nearby-revealed", G_CALLBACK (on_lan_nearby_revealed), self);
+      natter_lan_discovery_set_discoverable (self->lan, self->discoverable);
       if (!natter_lan_discovery_start (self->lan, &error))
         {
           /* No LAN is not an error: the other routes still work. */
@@ -3635,6 +3754,8 @@ on_sent_committed (NatterMessagingService *self,
        * Take the item back out of the memory outbox. */
       OutboxItem *item = link != NULL ? link_find_item (link, data->message->id) : NULL;
 
+      g_hash_table_remove (self->uncommitted, data->message->id);
+
       if (item != NULL)
         {
           link_outbox_unlink (link, item);
@@ -3655,9 +3776,28 @@ on_sent_committed (NatterMessagingService *self,
     conversations_touch (self, data->message->to[0], op->message->conversation_id,
                          op->message->body, op->message->timestamp, FALSE);
   }
-  g_task_return_pointer (data->task, g_strdup (data->message->id), g_free);
-  emit_state (self, data->message->id, data->message->to[0], NATTER_STORE_MESSAGE_QUEUED, NULL);
-  if (link != NULL)
+  {
+    StashedState *stashed = g_hash_table_lookup (self->uncommitted, data->message->id);
+    StashedState copy = { 0 };
+
+    if (stashed != NULL)
+      copy = *stashed;
+    g_hash_table_remove (self->uncommitted, data->message->id);
+    g_task_return_pointer (data->task, g_strdup (data->message->id), g_free);
+    emit_state (self, data->message->id, data->message->to[0], NATTER_STORE_MESSAGE_QUEUED, NULL);
+    /* What happened while the row was being written, in order. */
+    if (copy.changed && copy.state > NATTER_STORE_MESSAGE_SENT)
+      emit_state (self, data->message->id, data->message->to[0], NATTER_STORE_MESSAGE_SENT,
+                  copy.via[0] != '\0' ? copy.via : NULL);
+    if (copy.changed)
+      emit_state (self, data->message->id, data->message->to[0], copy.state,
+                  copy.via[0] != '\0' && copy.state == NATTER_STORE_MESSAGE_SENT ? copy.via : NULL);
+  }
+  /* A short queue is sent at once; a burst is scanned once, later in
+   * this main-loop iteration. */
+  if (link != NULL && link->outbox.length <= 64)
+    link_pump (link);
+  else if (link != NULL)
     link_schedule_pump (link);
 }
 
@@ -3736,7 +3876,8 @@ natter_messaging_service_send_text_async (NatterMessagingService *self,
   row->timestamp = message->timestamp;
   row->sequence = (gint64) message->sequence;
   row->state = NATTER_STORE_MESSAGE_QUEUED;
-  row->wire = g_bytes_ref (wire);
+  /* The signed bytes live in the outbox until the message is delivered;
+   * the history row needs only what is shown. */
 
   data = g_new0 (SendData, 1);
   data->task = g_steal_pointer (&task);
@@ -3752,8 +3893,14 @@ natter_messaging_service_send_text_async (NatterMessagingService *self,
   op->data_free = (GDestroyNotify) send_data_free;
   service_queue_op (self, op);
   service_outbox_add (self, message, wire, NULL, NULL, NULL);
-  /* Not pumped before the history row is durable: on_sent_committed()
-   * does it, so "sent" never precedes "queued". */
+  /* The frame may leave while the row is being written: the store applies
+   * later state changes after the insert (operations run in order), and
+   * the signals wait for "queued" (emit_state).  Handing the caller the
+   * message ID still waits for the commit, so a message the caller knows
+   * of survives a crash. */
+  g_hash_table_insert (self->uncommitted, g_strdup (message->id), g_new0 (StashedState, 1));
+  if (link->connected && link->outbox.length <= 64)
+    link_pump (link);
 }
 
 char *
@@ -4031,6 +4178,64 @@ natter_messaging_service_open_history_finish (NatterMessagingService *self,
 {
   g_return_val_if_fail (g_task_is_valid (result, self), NULL);
   return g_task_propagate_pointer (G_TASK (result), error);
+}
+
+/* Someone nearby showed us its peer ID: a contact request, pending until
+ * the user accepts or blocks it. */
+static void
+on_request_committed (NatterMessagingService *self,
+                      Op                     *op)
+{
+  Link *link;
+
+  if (op->error != NULL)
+    {
+      g_warning ("Could not store a contact request: %s", op->error->message);
+      return;
+    }
+  link = service_ensure_link (self, natter_contact_get_peer_id (op->contact));
+  if (link->is_contact)
+    return;
+  link->is_contact = TRUE;
+  link->contact_state = NATTER_CONTACT_PENDING;
+  contacts_model_update (self, op->contact);
+  g_signal_emit (self, signals[SIGNAL_CONTACT_REQUEST], 0, op->contact);
+}
+
+static void
+on_lan_nearby_revealed (NatterLanDiscovery *lan,
+                        const char         *peer_id,
+                        GInetSocketAddress *address,
+                        gpointer            user_data)
+{
+  NatterMessagingService *self = user_data;
+  Link *link = service_get_link (self, peer_id);
+  Op *op;
+
+  if (link != NULL && link->is_contact)
+    return;   /* known already, blocked ones included */
+  op = op_new (OP_UPSERT_CONTACT);
+  op->contact = natter_contact_new (peer_id, NULL, NATTER_CONTACT_PENDING, FALSE, now_ms ());
+  op->done = on_request_committed;
+  service_queue_op (self, op);
+}
+
+gboolean
+natter_messaging_service_reveal_to_nearby (NatterMessagingService  *self,
+                                           const char              *handle,
+                                           GError                 **error)
+{
+  g_return_val_if_fail (NATTER_IS_MESSAGING_SERVICE (self), FALSE);
+
+  if (!check_started (self, error))
+    return FALSE;
+  if (self->lan == NULL)
+    {
+      g_set_error_literal (error, NATTER_MESSAGING_ERROR, NATTER_MESSAGING_ERROR_INVALID,
+                           "LAN discovery is off");
+      return FALSE;
+    }
+  return natter_lan_discovery_reveal_to_nearby (self->lan, handle, error);
 }
 
 void

@@ -9,6 +9,7 @@
 #include <string.h>
 
 #include "natter-crypto.h"
+#include "natter-file-transfers.h"
 #include "natter-history-model.h"
 #include "natter-ice.h"
 #include "natter-lan-discovery.h"
@@ -205,6 +206,7 @@ typedef enum
   OP_MARK_READ,
   OP_ENSURE_CONVERSATION,
   OP_UPSERT_CONTACT,
+  OP_TRANSFER_SAVE,
 } OpKind;
 
 typedef enum
@@ -229,6 +231,7 @@ struct _Op
   NatterStoreOutboxEntry *outbox;
   NatterStoreRelayEntry  *relay;
   NatterContact          *contact;
+  NatterStoreTransfer    *transfer;
   gint64                  number;    /* quota, time, conversation id */
 
   /* Results. */
@@ -263,6 +266,11 @@ struct _NatterMessagingService
   gint64                  relay_quota;
   gint64                  default_ttl;
   NatterIceConfig        *ice_config;
+  char                   *download_folder;
+  gboolean                auto_accept;
+  gint64                  max_file_size;
+
+  NatterFileTransfers    *files;
 
   gboolean                started;
   gboolean                stopping;
@@ -312,6 +320,9 @@ enum
   PROP_RELAY,
   PROP_RELAY_QUOTA,
   PROP_DEFAULT_TTL,
+  PROP_DOWNLOAD_FOLDER,
+  PROP_AUTO_ACCEPT,
+  PROP_MAX_FILE_SIZE,
   PROP_DISCOVERABLE,
   N_PROPS
 };
@@ -327,6 +338,9 @@ enum
   SIGNAL_PEER_STATE_CHANGED,
   SIGNAL_CONTACT_ADDED,
   SIGNAL_RELAY_EVENT,
+  SIGNAL_TRANSFER_OFFERED,
+  SIGNAL_TRANSFER_STATE_CHANGED,
+  SIGNAL_TRANSFER_PROGRESS,
   SIGNAL_NEARBY_CHANGED,
   SIGNAL_CONTACT_REQUEST,
   N_SIGNALS
@@ -463,6 +477,7 @@ op_free (Op *op)
   g_clear_pointer (&op->outbox, natter_store_outbox_entry_free);
   g_clear_pointer (&op->relay, natter_store_relay_entry_free);
   g_clear_object (&op->contact);
+  g_clear_pointer (&op->transfer, natter_store_transfer_free);
   g_clear_error (&op->error);
   g_clear_pointer (&op->list, g_ptr_array_unref);
   if (op->data_free != NULL)
@@ -590,6 +605,13 @@ batch_run_op (NatterDb   *db,
 
     case OP_UPSERT_CONTACT:
       natter_db_upsert_contact (db, op->contact, &op->error);
+      break;
+
+    case OP_TRANSFER_SAVE:
+      op->transfer->conversation_id = worker_conversation (db, batch->conversations,
+                                                           op->transfer->peer_id, &op->error);
+      if (op->transfer->conversation_id > 0)
+        natter_db_transfer_upsert (db, op->transfer, &op->error);
       break;
 
     default:
@@ -1330,6 +1352,8 @@ link_on_connected (Link *link)
                      natter_presence_to_string (self->presence), NULL, NULL);
   link_pump (link);
   link_handover_relayed (link);
+  if (self->files != NULL)
+    natter_file_transfers_peer_connected (self->files, link->peer_id, link->pc);
 
   /* A new neighbour: it may introduce us to contacts we cannot reach, and
    * it may carry what waits for them. */
@@ -1363,6 +1387,8 @@ link_on_lost (Link *link)
   link->connected = FALSE;
   if (was_connected)
     self->stats.connections--;
+  if (self->files != NULL)
+    natter_file_transfers_peer_lost (self->files, link->peer_id);
   link_set_remote_typing (link, FALSE);
   link_set_presence (link, NATTER_PRESENCE_OFFLINE);
   {
@@ -1434,6 +1460,8 @@ on_buffered_amount_low (NatterPeerConnection *pc,
 {
   NatterMessagingService *self = link->service;
 
+  if (self->files != NULL)
+    natter_file_transfers_pump (self->files, link->peer_id);
   if (!link->paused)
     return;
   link->paused = FALSE;
@@ -2514,6 +2542,27 @@ on_typing_expired (gpointer user_data)
   g_signal_emit (link->service, signals[SIGNAL_TYPING_CHANGED], 0, link->peer_id, FALSE);
 }
 
+/* file_offer, file_accept, file_complete: encrypted end to end like
+ * chat, because file names are private. */
+static void
+receive_file_message (NatterMessagingService *self,
+                      Link                   *author,
+                      NatterMessage          *message)
+{
+  g_autoptr(GError) error = NULL;
+
+  if (self->files == NULL)
+    return;
+  if (message->encrypted &&
+      !natter_message_decrypt_from_peer (message, self->identity, &error))
+    {
+      self->stats.rejected++;
+      g_debug ("File message %s from %s does not open: %s", message->id, message->from, error->message);
+      return;
+    }
+  natter_file_transfers_handle_message (self->files, author->peer_id, message->type, message->content);
+}
+
 static void
 link_on_message (NatterPeerConnection *pc,
                  guint                 stream,
@@ -2526,7 +2575,16 @@ link_on_message (NatterPeerConnection *pc,
   gboolean direct;
   Link *author;
 
-  if (stream != NATTER_PEER_STREAM_CHAT || self->stopping)
+  if (self->stopping)
+    return;
+  if (stream >= NATTER_PEER_STREAM_FIRST_BULK)
+    {
+      /* File data and its acknowledgements (natter-file-transfers.c). */
+      if (self->files != NULL && link_is_accepted (link))
+        natter_file_transfers_handle_frame (self->files, link->peer_id, stream, bytes);
+      return;
+    }
+  if (stream != NATTER_PEER_STREAM_CHAT)
     return;
 
   message = natter_message_decode (bytes, NATTER_MESSAGE_DECODE_NONE, &error);
@@ -2631,14 +2689,17 @@ link_on_message (NatterPeerConnection *pc,
         receive_introduction (self, link, message);
       break;
 
+    case NATTER_MESSAGE_TYPE_FILE_OFFER:
+    case NATTER_MESSAGE_TYPE_FILE_ACCEPT:
+    case NATTER_MESSAGE_TYPE_FILE_COMPLETE:
+      receive_file_message (self, author, message);
+      break;
+
     case NATTER_MESSAGE_TYPE_HEARTBEAT:
     case NATTER_MESSAGE_TYPE_STATUS_UPDATE:
     case NATTER_MESSAGE_TYPE_GROUP_MESSAGE:
     case NATTER_MESSAGE_TYPE_PRIVATE_MESSAGE:
-    case NATTER_MESSAGE_TYPE_FILE_OFFER:
-    case NATTER_MESSAGE_TYPE_FILE_ACCEPT:
     case NATTER_MESSAGE_TYPE_FILE_CHUNK:
-    case NATTER_MESSAGE_TYPE_FILE_COMPLETE:
     default:
       /* Valid, but nothing this version acts on. */
       break;
@@ -2717,6 +2778,11 @@ natter_messaging_service_dispose (GObject *object)
 
   g_clear_handle_id (&self->tick_source, g_source_remove);
   g_clear_handle_id (&self->batch_idle, g_source_remove);
+  if (self->files != NULL)
+    {
+      g_object_run_dispose (G_OBJECT (self->files));
+      g_clear_object (&self->files);
+    }
   if (self->lan != NULL)
     {
       g_signal_handlers_disconnect_by_data (self->lan, self);
@@ -2757,6 +2823,7 @@ natter_messaging_service_finalize (GObject *object)
   g_free (self->stun_server);
   g_strfreev (self->turn_servers);
   g_strfreev (self->interfaces);
+  g_free (self->download_folder);
   g_clear_pointer (&self->ice_config, natter_ice_config_free);
   g_hash_table_unref (self->links);
   g_clear_object (&self->contacts);
@@ -2813,6 +2880,23 @@ natter_messaging_service_get_property (GObject    *object,
     case PROP_DEFAULT_TTL:
       g_value_set_int64 (value, self->default_ttl);
       break;
+    case PROP_DOWNLOAD_FOLDER:
+      if (self->download_folder != NULL)
+        g_value_set_string (value, self->download_folder);
+      else
+        {
+          const char *dir = g_get_user_special_dir (G_USER_DIRECTORY_DOWNLOAD);
+
+          g_value_take_string (value, dir != NULL ? g_strdup (dir)
+                                      : g_build_filename (g_get_home_dir (), "Downloads", NULL));
+        }
+      break;
+    case PROP_AUTO_ACCEPT:
+      g_value_set_boolean (value, self->auto_accept);
+      break;
+    case PROP_MAX_FILE_SIZE:
+      g_value_set_int64 (value, self->max_file_size);
+      break;
     case PROP_DISCOVERABLE:
       g_value_set_boolean (value, self->discoverable);
       break;
@@ -2862,6 +2946,16 @@ natter_messaging_service_set_property (GObject      *object,
     case PROP_DEFAULT_TTL:
       self->default_ttl = g_value_get_int64 (value);
       break;
+    case PROP_DOWNLOAD_FOLDER:
+      g_free (self->download_folder);
+      self->download_folder = g_value_dup_string (value);
+      break;
+    case PROP_AUTO_ACCEPT:
+      self->auto_accept = g_value_get_boolean (value);
+      break;
+    case PROP_MAX_FILE_SIZE:
+      self->max_file_size = g_value_get_int64 (value);
+      break;
     case PROP_DISCOVERABLE:
       self->discoverable = g_value_get_boolean (value);
       if (self->lan != NULL)
@@ -2904,6 +2998,12 @@ natter_messaging_service_class_init (NatterMessagingServiceClass *klass)
   properties[PROP_DEFAULT_TTL] =
     g_param_spec_int64 ("default-ttl", NULL, NULL, 1000, NATTER_MESSAGE_MAX_TTL,
                         NATTER_MESSAGING_DEFAULT_TTL_MS, flags | G_PARAM_CONSTRUCT);
+  properties[PROP_DOWNLOAD_FOLDER] =
+    g_param_spec_string ("download-folder", NULL, NULL, NULL, flags);
+  properties[PROP_AUTO_ACCEPT] =
+    g_param_spec_boolean ("auto-accept", NULL, NULL, FALSE, flags);
+  properties[PROP_MAX_FILE_SIZE] =
+    g_param_spec_int64 ("max-file-size", NULL, NULL, 0, G_MAXINT64, 0, flags);
   properties[PROP_DISCOVERABLE] =
     g_param_spec_boolean ("discoverable", NULL, NULL, FALSE, flags);
   g_object_class_install_properties (object_class, N_PROPS, properties);
@@ -2938,6 +3038,18 @@ natter_messaging_service_class_init (NatterMessagingServiceClass *klass)
     g_signal_new ("relay-event", G_TYPE_FROM_CLASS (klass), G_SIGNAL_RUN_LAST,
                   0, NULL, NULL, NULL, G_TYPE_NONE, 5,
                   G_TYPE_STRING, G_TYPE_STRING, G_TYPE_STRING, G_TYPE_STRING, G_TYPE_STRING);
+  signals[SIGNAL_TRANSFER_OFFERED] =
+    g_signal_new ("transfer-offered", G_TYPE_FROM_CLASS (klass), G_SIGNAL_RUN_LAST,
+                  0, NULL, NULL, NULL, G_TYPE_NONE, 5,
+                  G_TYPE_STRING, G_TYPE_STRING, G_TYPE_STRING, G_TYPE_INT64, G_TYPE_STRING);
+  signals[SIGNAL_TRANSFER_STATE_CHANGED] =
+    g_signal_new ("transfer-state-changed", G_TYPE_FROM_CLASS (klass), G_SIGNAL_RUN_LAST,
+                  0, NULL, NULL, NULL, G_TYPE_NONE, 3,
+                  G_TYPE_STRING, G_TYPE_STRING, G_TYPE_STRING);
+  signals[SIGNAL_TRANSFER_PROGRESS] =
+    g_signal_new ("transfer-progress", G_TYPE_FROM_CLASS (klass), G_SIGNAL_RUN_LAST,
+                  0, NULL, NULL, NULL, G_TYPE_NONE, 4,
+                  G_TYPE_STRING, G_TYPE_INT64, G_TYPE_INT64, G_TYPE_DOUBLE);
 }
 
 static void
@@ -3251,6 +3363,8 @@ on_loaded (GObject      *source,
   load_result_free (loaded);
 
   self->started = TRUE;
+  self->files = natter_file_transfers_new (self, self->store);
+  natter_file_transfers_start (self->files);
   service_start_finders (self);
   self->tick_source = g_timeout_add_seconds (1, on_tick, self);
   g_task_return_boolean (task, TRUE);
@@ -3358,6 +3472,9 @@ natter_messaging_service_stop_async (NatterMessagingService *self,
       g_task_return_boolean (task, TRUE);
       return;
     }
+
+  if (self->files != NULL)
+    natter_file_transfers_stop (self->files);
 
   /* Tell connected peers we leave, then close everything. */
   g_hash_table_iter_init (&iter, self->links);
@@ -4175,3 +4292,285 @@ natter_messaging_service_send_raw_frame (NatterMessagingService  *self,
     }
   return TRUE;
 }
+
+/* {{{ Files */
+
+gboolean
+natter_messaging_service_is_contact (NatterMessagingService *self,
+                                     const char             *peer_id)
+{
+  return link_is_accepted (service_get_link (self, peer_id));
+}
+
+static void
+on_file_control_committed (NatterMessagingService *self,
+                           Op                     *op)
+{
+  GTask *task = op->data;
+
+  if (op->error != NULL)
+    g_task_return_new_error (task, NATTER_MESSAGING_ERROR, NATTER_MESSAGING_ERROR_STORE,
+                             "The offer could not be saved: %s", op->error->message);
+  else
+    g_task_return_pointer (task, g_strdup (op->msg_id), g_free);
+}
+
+gboolean
+natter_messaging_service_send_file_control (NatterMessagingService *self,
+                                            const char             *peer_id,
+                                            NatterMessageType       type,
+                                            JsonObject             *content,
+                                            gboolean                queued,
+                                            GTask                  *commit_task,
+                                            const char             *transfer_id)
+{
+  g_autoptr(NatterMessage) message = NULL;
+  g_autoptr(GBytes) wire = NULL;
+  g_autoptr(GError) error = NULL;
+  Link *link = service_get_link (self, peer_id);
+
+  if (link == NULL || self->stopping)
+    {
+      if (commit_task != NULL)
+        g_task_return_new_error (commit_task, NATTER_MESSAGING_ERROR, NATTER_MESSAGING_ERROR_NOT_STARTED,
+                                 "The messaging service is not running");
+      return FALSE;
+    }
+  if (!queued && !link->connected)
+    return FALSE;
+
+  message = service_new_message (self, type, peer_id);
+  json_object_unref (message->content);
+  message->content = json_object_ref (content);
+  message->requires_ack = queued;
+  if (!queued)
+    message->ttl = 60000;
+  if (!natter_message_encrypt_for_peer (message, self->identity, peer_id, &error) ||
+      !(wire = service_seal (self, message, &error)))
+    {
+      g_warning ("Could not build a %s: %s", natter_message_type_to_string (type), error->message);
+      if (commit_task != NULL)
+        g_task_return_new_error (commit_task, NATTER_MESSAGING_ERROR, NATTER_MESSAGING_ERROR_INVALID,
+                                 "%s", error->message);
+      return FALSE;
+    }
+  if (!queued)
+    return link_send_frame (link, wire);
+
+  if (commit_task != NULL)
+    {
+      service_outbox_add (self, message, wire, on_file_control_committed,
+                          g_object_ref (commit_task), g_object_unref);
+      /* The commit callback returns the transfer ID. */
+      {
+        Op *op = g_ptr_array_index (self->pending_ops, self->pending_ops->len - 1);
+
+        g_free (op->msg_id);
+        op->msg_id = g_strdup (transfer_id);
+      }
+    }
+  else
+    service_outbox_add (self, message, wire, NULL, NULL, NULL);
+  link_schedule_pump (link);
+  return TRUE;
+}
+
+void
+natter_messaging_service_save_transfer (NatterMessagingService    *self,
+                                        const NatterStoreTransfer *transfer)
+{
+  Op *op = op_new (OP_TRANSFER_SAVE);
+
+  op->transfer = natter_store_transfer_new ();
+  op->transfer->id = g_strdup (transfer->id);
+  op->transfer->msg_id = g_strdup (transfer->msg_id);
+  op->transfer->peer_id = g_strdup (transfer->peer_id);
+  op->transfer->direction = transfer->direction;
+  op->transfer->name = g_strdup (transfer->name);
+  op->transfer->size = transfer->size;
+  op->transfer->hash = g_strdup (transfer->hash);
+  op->transfer->offset = transfer->offset;
+  op->transfer->state = transfer->state;
+  op->transfer->path = g_strdup (transfer->path);
+  op->transfer->created_at = transfer->created_at;
+  op->transfer->updated_at = transfer->updated_at;
+  service_queue_op (self, op);
+}
+
+void
+natter_messaging_service_send_file_full_async (NatterMessagingService *self,
+                                               const char             *peer_id,
+                                               GFile                  *file,
+                                               const char             *name,
+                                               const guint8           *fake_hash,
+                                               GCancellable           *cancellable,
+                                               GAsyncReadyCallback     callback,
+                                               gpointer                user_data)
+{
+  g_autoptr(GTask) task = NULL;
+  g_autofree char *normal = NULL;
+  GError *error = NULL;
+  Link *link;
+
+  g_return_if_fail (NATTER_IS_MESSAGING_SERVICE (self));
+  g_return_if_fail (G_IS_FILE (file));
+
+  task = g_task_new (self, cancellable, callback, user_data);
+  g_task_set_source_tag (task, natter_messaging_service_send_file_async);
+  if (!check_started (self, &error) || !(normal = normalize_peer (self, peer_id, &error)))
+    {
+      g_task_return_error (task, error);
+      return;
+    }
+  link = service_get_link (self, normal);
+  if (link == NULL || !link->is_contact)
+    {
+      g_task_return_new_error (task, NATTER_MESSAGING_ERROR, NATTER_MESSAGING_ERROR_UNKNOWN_PEER,
+                               "%s is not a contact; add it first", normal);
+      return;
+    }
+  if (link->contact_state == NATTER_CONTACT_BLOCKED)
+    {
+      g_task_return_new_error (task, NATTER_MESSAGING_ERROR, NATTER_MESSAGING_ERROR_BLOCKED,
+                               "%s is blocked", normal);
+      return;
+    }
+  if (name != NULL && (!g_utf8_validate (name, -1, NULL) || *name == '\0' ||
+                       g_utf8_strlen (name, -1) > 255))
+    {
+      g_task_return_new_error (task, NATTER_MESSAGING_ERROR, NATTER_MESSAGING_ERROR_INVALID,
+                               "A file name is 1 to 255 characters of UTF-8");
+      return;
+    }
+  natter_file_transfers_send_async (self->files, normal, file, name, fake_hash,
+                                    g_steal_pointer (&task));
+}
+
+void
+natter_messaging_service_send_file_async (NatterMessagingService *self,
+                                          const char             *peer_id,
+                                          GFile                  *file,
+                                          GCancellable           *cancellable,
+                                          GAsyncReadyCallback     callback,
+                                          gpointer                user_data)
+{
+  natter_messaging_service_send_file_full_async (self, peer_id, file, NULL, NULL,
+                                                 cancellable, callback, user_data);
+}
+
+char *
+natter_messaging_service_send_file_finish (NatterMessagingService *self,
+                                           GAsyncResult           *result,
+                                           GError                **error)
+{
+  g_return_val_if_fail (g_task_is_valid (result, self), NULL);
+  return g_task_propagate_pointer (G_TASK (result), error);
+}
+
+gboolean
+natter_messaging_service_accept_file (NatterMessagingService *self,
+                                      const char             *transfer_id,
+                                      GFile                  *folder,
+                                      GError                **error)
+{
+  g_return_val_if_fail (NATTER_IS_MESSAGING_SERVICE (self), FALSE);
+
+  if (!check_started (self, error))
+    return FALSE;
+  return natter_file_transfers_accept (self->files, transfer_id, folder, error);
+}
+
+gboolean
+natter_messaging_service_decline_file (NatterMessagingService *self,
+                                       const char             *transfer_id,
+                                       GError                **error)
+{
+  g_return_val_if_fail (NATTER_IS_MESSAGING_SERVICE (self), FALSE);
+
+  if (!check_started (self, error))
+    return FALSE;
+  return natter_file_transfers_decline (self->files, transfer_id, error);
+}
+
+gboolean
+natter_messaging_service_cancel_file (NatterMessagingService *self,
+                                      const char             *transfer_id,
+                                      GError                **error)
+{
+  g_return_val_if_fail (NATTER_IS_MESSAGING_SERVICE (self), FALSE);
+
+  if (!check_started (self, error))
+    return FALSE;
+  return natter_file_transfers_cancel (self->files, transfer_id, error);
+}
+
+GPtrArray *
+natter_messaging_service_list_transfers (NatterMessagingService *self)
+{
+  g_return_val_if_fail (NATTER_IS_MESSAGING_SERVICE (self), NULL);
+
+  if (self->files == NULL)
+    return g_ptr_array_new_with_free_func ((GDestroyNotify) natter_store_transfer_free);
+  return natter_file_transfers_list (self->files);
+}
+
+gboolean
+natter_messaging_service_get_transfer_counters (NatterMessagingService *self,
+                                                const char             *transfer_id,
+                                                guint64                *bytes_sent,
+                                                guint64                *bytes_received,
+                                                guint64                *duplicate_bytes,
+                                                guint64                *resumed_from,
+                                                guint                  *starts)
+{
+  NatterFileTransferCounters counters;
+
+  if (self->files == NULL ||
+      !natter_file_transfers_get_counters (self->files, transfer_id, &counters))
+    return FALSE;
+  *bytes_sent = counters.bytes_sent;
+  *bytes_received = counters.bytes_received;
+  *duplicate_bytes = counters.duplicate_bytes;
+  *resumed_from = counters.resumed_from;
+  *starts = counters.starts;
+  return TRUE;
+}
+
+guint64
+natter_messaging_service_get_rejected_file_frames (NatterMessagingService *self,
+                                                   guint                   reason)
+{
+  if (self->files == NULL || reason >= NATTER_FILE_REJECT_N)
+    return 0;
+  return natter_file_transfers_get_rejected_frames (self->files, reason);
+}
+
+gboolean
+natter_messaging_service_send_raw_bulk (NatterMessagingService  *self,
+                                        const char              *peer_id,
+                                        guint                    stream,
+                                        GBytes                  *frame,
+                                        GError                 **error)
+{
+  g_autofree char *normal = NULL;
+  Link *link;
+
+  if (!check_started (self, error) || !(normal = normalize_peer (self, peer_id, error)))
+    return FALSE;
+  link = service_get_link (self, normal);
+  if (link == NULL || !link->connected || link->pc == NULL)
+    {
+      g_set_error (error, NATTER_MESSAGING_ERROR, NATTER_MESSAGING_ERROR_UNKNOWN_PEER,
+                   "%s is not connected", normal);
+      return FALSE;
+    }
+  if (stream < NATTER_PEER_STREAM_FIRST_BULK || stream > 1023)
+    {
+      g_set_error (error, NATTER_MESSAGING_ERROR, NATTER_MESSAGING_ERROR_INVALID,
+                   "Stream %u is not a bulk stream", stream);
+      return FALSE;
+    }
+  return natter_peer_connection_send (link->pc, (guint16) stream, frame, error);
+}
+
+/* }}} */

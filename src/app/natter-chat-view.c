@@ -72,6 +72,9 @@ update_header (NatterChatView *self)
     subtitle = natter_app_presence_label (natter_messaging_service_get_peer_presence (self->service,
                                                                                       self->peer_id));
   gtk_label_set_label (self->subtitle_label, subtitle);
+  natter_ui_trace ("header peer=%s presence=%s state=%s", self->peer_id,
+                   natter_presence_to_string (natter_messaging_service_get_peer_presence (self->service, self->peer_id)),
+                   natter_peer_state_to_string (state));
 
   gtk_widget_action_set_enabled (GTK_WIDGET (self), "chat.verify", contact != NULL);
   gtk_widget_action_set_enabled (GTK_WIDGET (self), "chat.block",

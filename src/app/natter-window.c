@@ -27,6 +27,7 @@ struct _NatterWindow
   GtkStringFilter *filter;
   GtkSingleSelection *selection;
   GSettings *settings;
+  guint reselect_id;
 
   /* Template widgets */
   AdwToastOverlay *toast_overlay;
@@ -66,6 +67,40 @@ update_sidebar_page (NatterWindow *self)
   gtk_stack_set_visible_child_name (self->sidebar_stack, page);
 }
 
+/* The service moves a conversation to the top when it changes; the open
+ * one stays selected.  Not from inside items-changed: the list view is
+ * still handling the change then. */
+static gboolean
+reselect_open_conversation (gpointer user_data)
+{
+  NatterWindow *self = user_data;
+  const char *current = natter_chat_view_get_peer_id (self->chat_view);
+  guint n = g_list_model_get_n_items (G_LIST_MODEL (self->selection));
+  guint found = GTK_INVALID_LIST_POSITION;
+
+  self->reselect_id = 0;
+  for (guint i = 0; current != NULL && i < n; i++)
+    {
+      g_autoptr(NatterConversation) c = g_list_model_get_item (G_LIST_MODEL (self->selection), i);
+
+      if (g_strcmp0 (natter_conversation_get_peer_id (c), current) == 0)
+        {
+          found = i;
+          break;
+        }
+    }
+  if (gtk_single_selection_get_selected (self->selection) != found)
+    gtk_single_selection_set_selected (self->selection, found);
+  return G_SOURCE_REMOVE;
+}
+
+static void
+queue_reselect (NatterWindow *self)
+{
+  if (self->reselect_id == 0)
+    self->reselect_id = g_idle_add (reselect_open_conversation, self);
+}
+
 static void
 on_conversations_changed (NatterWindow *self,
                           guint         position,
@@ -73,28 +108,8 @@ on_conversations_changed (NatterWindow *self,
                           guint         added,
                           GListModel   *model)
 {
-  const char *current = natter_chat_view_get_peer_id (self->chat_view);
-
   update_sidebar_page (self);
-
-  /* The service moves a conversation to the top when it changes; keep the
-   * open one selected. */
-  if (current != NULL)
-    {
-      guint n = g_list_model_get_n_items (G_LIST_MODEL (self->selection));
-
-      for (guint i = 0; i < n; i++)
-        {
-          g_autoptr(NatterConversation) c = g_list_model_get_item (G_LIST_MODEL (self->selection), i);
-
-          if (g_strcmp0 (natter_conversation_get_peer_id (c), current) == 0)
-            {
-              if (gtk_single_selection_get_selected (self->selection) != i)
-                gtk_single_selection_set_selected (self->selection, i);
-              break;
-            }
-        }
-    }
+  queue_reselect (self);
 }
 
 static void
@@ -391,6 +406,7 @@ natter_window_dispose (GObject *object)
 {
   NatterWindow *self = NATTER_WINDOW (object);
 
+  g_clear_handle_id (&self->reselect_id, g_source_remove);
   gtk_widget_dispose_template (GTK_WIDGET (self), NATTER_TYPE_WINDOW);
   g_clear_object (&self->selection);
   g_clear_object (&self->filtered);
@@ -566,7 +582,7 @@ natter_window_open_conversation (NatterWindow *self,
   natter_chat_view_set_peer_id (self->chat_view, peer_id);
   gtk_stack_set_visible_child_name (self->content_stack, "chat");
   adw_leaflet_navigate (self->leaflet, ADW_NAVIGATION_DIRECTION_FORWARD);
-  on_conversations_changed (self, 0, 0, 0, NULL);
+  queue_reselect (self);
   natter_chat_view_focus_composer (self->chat_view);
 
   app = G_APPLICATION (gtk_window_get_application (GTK_WINDOW (self)));

@@ -192,6 +192,9 @@ static const Subcommand subcommands[] = {
   { "rendezvous", natter_bench_rendezvous, "Thousands of authenticated clients and signal forwarding on a local rendezvous server" },
   { "store", natter_bench_store, "Insert rate, page load and full-text search over the SQLite store" },
   { "transport", natter_bench_transport, "Setup time, round trips and bulk throughput of two peers over loopback ICE" },
+#ifdef NATTER_BENCH_UI
+  { "ui", natter_bench_ui, "Opening a 100,000-message conversation in the real window, paging to the top, resident memory" },
+#endif
 };
 
 static void

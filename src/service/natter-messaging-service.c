@@ -3736,6 +3736,56 @@ natter_messaging_service_set_contact_state_finish (NatterMessagingService *self,
   return contact != NULL;
 }
 
+void
+natter_messaging_service_set_contact_verified_async (NatterMessagingService *self,
+                                                     const char             *peer_id,
+                                                     gboolean                verified,
+                                                     GCancellable           *cancellable,
+                                                     GAsyncReadyCallback     callback,
+                                                     gpointer                user_data)
+{
+  g_autoptr(GTask) task = NULL;
+  g_autoptr(NatterContact) existing = NULL;
+  g_autofree char *normal = NULL;
+  GError *error = NULL;
+
+  g_return_if_fail (NATTER_IS_MESSAGING_SERVICE (self));
+
+  task = g_task_new (self, cancellable, callback, user_data);
+  g_task_set_source_tag (task, natter_messaging_service_set_contact_verified_async);
+  if (!check_started (self, &error) || !(normal = normalize_peer (self, peer_id, &error)))
+    {
+      g_task_return_error (task, error);
+      return;
+    }
+  existing = find_contact (self, normal);
+  if (existing == NULL)
+    {
+      g_task_return_new_error (task, NATTER_MESSAGING_ERROR, NATTER_MESSAGING_ERROR_UNKNOWN_PEER,
+                               "%s is not a contact", normal);
+      return;
+    }
+  queue_contact (self,
+                 natter_contact_new (normal,
+                                     natter_contact_get_display_name (existing),
+                                     natter_contact_get_state (existing),
+                                     verified,
+                                     natter_contact_get_added_at (existing)),
+                 g_steal_pointer (&task));
+}
+
+gboolean
+natter_messaging_service_set_contact_verified_finish (NatterMessagingService *self,
+                                                      GAsyncResult           *result,
+                                                      GError                **error)
+{
+  g_autoptr(NatterContact) contact = NULL;
+
+  g_return_val_if_fail (g_task_is_valid (result, self), FALSE);
+  contact = g_task_propagate_pointer (G_TASK (result), error);
+  return contact != NULL;
+}
+
 /* {{{ Sending text */
 
 typedef struct

@@ -140,6 +140,16 @@ void     natter_messaging_service_set_contact_state_async (NatterMessagingServic
 gboolean natter_messaging_service_set_contact_state_finish (NatterMessagingService *self,
                                                         GAsyncResult           *result,
                                                         GError                **error);
+/* Records that the user compared the safety number with the contact. */
+void     natter_messaging_service_set_contact_verified_async (NatterMessagingService *self,
+                                                        const char             *peer_id,
+                                                        gboolean                verified,
+                                                        GCancellable           *cancellable,
+                                                        GAsyncReadyCallback     callback,
+                                                        gpointer                user_data);
+gboolean natter_messaging_service_set_contact_verified_finish (NatterMessagingService *self,
+                                                        GAsyncResult           *result,
+                                                        GError                **error);
 
 /* Sending.  The message is committed to history and the outbox (state
  * "queued") before the callback runs; finish() returns its message ID.

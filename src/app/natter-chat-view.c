@@ -153,8 +153,13 @@ on_older_loaded (GObject      *source,
 
   if (!natter_history_model_load_older_finish (NATTER_HISTORY_MODEL (source), result, &n_loaded, &error))
     {
-      if (!g_error_matches (error, G_IO_ERROR, G_IO_ERROR_CANCELLED))
-        show_toast (self, _("Could not load older messages"));
+      /* PENDING: a page is on its way already; that is not a failure. */
+      if (!g_error_matches (error, G_IO_ERROR, G_IO_ERROR_CANCELLED) &&
+          !g_error_matches (error, G_IO_ERROR, G_IO_ERROR_PENDING))
+        {
+          g_debug ("Loading older messages failed: %s", error->message);
+          show_toast (self, _("Could not load older messages"));
+        }
       if (G_LIST_MODEL (source) == self->history)
         self->loading = FALSE;
       return;

@@ -4003,8 +4003,12 @@ on_marked_read (NatterMessagingService *self,
     }
 
   /* Read receipts go through the outbox (they must arrive even if the
-   * sender is away now), one signed receipt per 256 messages. */
-  for (guint done = 0; done < op->list->len;)
+   * sender is away now): one signed receipt, for at most the last
+   * MAX_RECEIPT_IDS messages that became read.  A backlog of thousands
+   * opened at once is read here, but its senders are not sent thousands
+   * of receipts for messages long since delivered. */
+  for (guint done = op->list->len > MAX_RECEIPT_IDS ? op->list->len - MAX_RECEIPT_IDS : 0;
+       done < op->list->len;)
     {
       guint count = MIN (op->list->len - done, MAX_RECEIPT_IDS);
       g_autoptr(NatterMessage) receipt = service_new_message (self, NATTER_MESSAGE_TYPE_MESSAGE_READ, op->peer_id);

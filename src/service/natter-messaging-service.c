@@ -287,6 +287,8 @@ struct _NatterMessagingService
   GHashTable             *nearby;
   GHashTable             *introduced_to;
   GHashTable             *request_addresses;
+  /* Handles that became contacts this run -> peer ID: no longer strangers. */
+  GHashTable             *nearby_known;
   GPtrArray              *rendezvous;      /* NatterRendezvousClient */
   NatterPresence          presence;
   guint                   tick_source;
@@ -1733,7 +1735,23 @@ on_lan_nearby_found (NatterLanDiscovery *lan,
   NatterMessagingService *self = user_data;
 
   g_hash_table_replace (self->nearby, g_strdup (handle), g_object_ref (address));
-  g_signal_emit (self, signals[SIGNAL_NEARBY_CHANGED], 0, handle, TRUE);
+  if (!g_hash_table_contains (self->nearby_known, handle))
+    g_signal_emit (self, signals[SIGNAL_NEARBY_CHANGED], 0, handle, TRUE);
+}
+
+/* @handle turned out to be @peer_id, now a contact: not a stranger any more. */
+static void
+nearby_now_known (NatterMessagingService *self,
+                  const char             *handle,
+                  const char             *peer_id)
+{
+  g_autofree char *key = g_strdup (handle);
+
+  g_hash_table_remove (self->introduced_to, key);
+  if (g_hash_table_size (self->nearby_known) >= 1024)
+    return;
+  g_hash_table_replace (self->nearby_known, g_strdup (key), g_strdup (peer_id));
+  g_signal_emit (self, signals[SIGNAL_NEARBY_CHANGED], 0, key, FALSE);
 }
 
 static void
@@ -1746,7 +1764,8 @@ on_lan_nearby_lost (NatterLanDiscovery *lan,
   if (!g_hash_table_remove (self->nearby, handle))
     return;
   g_hash_table_remove (self->introduced_to, handle);
-  g_signal_emit (self, signals[SIGNAL_NEARBY_CHANGED], 0, handle, FALSE);
+  if (!g_hash_table_remove (self->nearby_known, handle))
+    g_signal_emit (self, signals[SIGNAL_NEARBY_CHANGED], 0, handle, FALSE);
 }
 
 static gboolean
@@ -1783,8 +1802,10 @@ nearby_clear (NatterMessagingService *self)
 
   g_hash_table_iter_init (&iter, self->nearby);
   while (g_hash_table_iter_next (&iter, (gpointer *) &handle, NULL))
-    g_ptr_array_add (handles, g_strdup (handle));
+    if (!g_hash_table_contains (self->nearby_known, handle))
+      g_ptr_array_add (handles, g_strdup (handle));
   g_hash_table_remove_all (self->nearby);
+  g_hash_table_remove_all (self->nearby_known);
   g_hash_table_remove_all (self->introduced_to);
   g_hash_table_remove_all (self->request_addresses);
   for (guint i = 0; i < handles->len; i++)
@@ -2942,6 +2963,7 @@ natter_messaging_service_dispose (GObject *object)
       g_hash_table_remove_all (self->nearby);
       g_hash_table_remove_all (self->introduced_to);
       g_hash_table_remove_all (self->request_addresses);
+      g_hash_table_remove_all (self->nearby_known);
     }
   if (self->rendezvous != NULL)
     {
@@ -2996,6 +3018,7 @@ natter_messaging_service_finalize (GObject *object)
   g_hash_table_unref (self->nearby);
   g_hash_table_unref (self->introduced_to);
   g_hash_table_unref (self->request_addresses);
+  g_hash_table_unref (self->nearby_known);
 
   G_OBJECT_CLASS (natter_messaging_service_parent_class)->finalize (object);
 }
@@ -3229,6 +3252,7 @@ natter_messaging_service_init (NatterMessagingService *self)
   self->nearby = g_hash_table_new_full (g_str_hash, g_str_equal, g_free, g_object_unref);
   self->introduced_to = g_hash_table_new_full (g_str_hash, g_str_equal, g_free, NULL);
   self->request_addresses = g_hash_table_new_full (g_str_hash, g_str_equal, g_free, g_object_unref);
+  self->nearby_known = g_hash_table_new_full (g_str_hash, g_str_equal, g_free, g_free);
   self->presence = NATTER_PRESENCE_ONLINE;
   g_signal_connect (self, "transfer-offered", G_CALLBACK (on_self_transfer_offered), NULL);
   g_signal_connect (self, "transfer-state-changed", G_CALLBACK (on_self_transfer_state), NULL);
@@ -3793,6 +3817,8 @@ find_contact (NatterMessagingService *self,
 
 static void nearby_answer_request (NatterMessagingService *self,
                                    const char             *peer_id);
+static void nearby_forget_request (NatterMessagingService *self,
+                                   const char             *peer_id);
 
 static void
 queue_contact (NatterMessagingService *self,
@@ -3884,7 +3910,7 @@ natter_messaging_service_set_contact_state_async (NatterMessagingService *self,
   if (state == NATTER_CONTACT_ACCEPTED)
     nearby_answer_request (self, normal);
   else
-    g_hash_table_remove (self->request_addresses, normal);
+    nearby_forget_request (self, normal);
   queue_contact (self,
                  natter_contact_new (normal,
                                      existing != NULL ? natter_contact_get_display_name (existing) : NULL,
@@ -4484,7 +4510,7 @@ on_lan_nearby_revealed (NatterLanDiscovery *lan,
       g_hash_table_lookup_extended (self->introduced_to, handle, NULL, &introduced_at) &&
       g_get_monotonic_time () - (gint64) GPOINTER_TO_SIZE (introduced_at) <= NEARBY_ANSWER_WINDOW_US)
     {
-      g_hash_table_remove (self->introduced_to, handle);
+      nearby_now_known (self, handle, peer_id);
       op->contact = natter_contact_new (peer_id, NULL, NATTER_CONTACT_ACCEPTED, FALSE, now_ms ());
       op->done = on_answer_committed;
     }
@@ -4493,7 +4519,11 @@ on_lan_nearby_revealed (NatterLanDiscovery *lan,
       /* Remembered so that accepting introduces us back (bounded by the
        * nearby list, whose size LAN discovery bounds). */
       if (handle != NULL && g_hash_table_size (self->request_addresses) < 256)
-        g_hash_table_replace (self->request_addresses, g_strdup (peer_id), g_object_ref (address));
+        {
+          g_hash_table_replace (self->request_addresses, g_strdup (peer_id), g_object_ref (address));
+          /* Listed under the request from now on, not as a stranger. */
+          g_signal_emit (self, signals[SIGNAL_NEARBY_CHANGED], 0, handle, FALSE);
+        }
       op->contact = natter_contact_new (peer_id, NULL, NATTER_CONTACT_PENDING, FALSE, now_ms ());
       op->done = on_request_committed;
     }
@@ -4525,6 +4555,54 @@ nearby_answer_request (NatterMessagingService *self,
     return;   /* gone meanwhile: the request stays one-sided */
   if (!natter_lan_discovery_reveal_to_nearby (self->lan, handle, &error))
     g_message ("Could not introduce ourselves back to %s: %s", peer_id, error->message);
+  else
+    nearby_now_known (self, handle, peer_id);
+}
+
+/* Whether @handle sent us a contact request that is still open. */
+static gboolean
+nearby_has_requested (NatterMessagingService *self,
+                      const char             *handle)
+{
+  GInetSocketAddress *at = g_hash_table_lookup (self->nearby, handle);
+  GHashTableIter iter;
+  GInetSocketAddress *address;
+
+  if (at == NULL)
+    return FALSE;
+  g_hash_table_iter_init (&iter, self->request_addresses);
+  while (g_hash_table_iter_next (&iter, NULL, (gpointer *) &address))
+    if (same_socket_address (address, at))
+      return TRUE;
+  return FALSE;
+}
+
+char *
+natter_messaging_service_dup_request_handle (NatterMessagingService *self,
+                                             const char             *peer_id)
+{
+  GInetSocketAddress *address;
+  const char *handle;
+
+  g_return_val_if_fail (NATTER_IS_MESSAGING_SERVICE (self), NULL);
+  g_return_val_if_fail (peer_id != NULL, NULL);
+
+  address = g_hash_table_lookup (self->request_addresses, peer_id);
+  handle = address != NULL ? nearby_handle_at (self, address) : NULL;
+  return g_strdup (handle);
+}
+
+/* A request that was blocked: that stranger is not listed again. */
+static void
+nearby_forget_request (NatterMessagingService *self,
+                       const char             *peer_id)
+{
+  GInetSocketAddress *address = g_hash_table_lookup (self->request_addresses, peer_id);
+  const char *handle = address != NULL ? nearby_handle_at (self, address) : NULL;
+
+  if (handle != NULL)
+    nearby_now_known (self, handle, peer_id);
+  g_hash_table_remove (self->request_addresses, peer_id);
 }
 
 GStrv
@@ -4539,7 +4617,8 @@ natter_messaging_service_list_nearby (NatterMessagingService *self)
 
   g_hash_table_iter_init (&iter, self->nearby);
   while (g_hash_table_iter_next (&iter, (gpointer *) &handle, NULL))
-    g_strv_builder_add (builder, handle);
+    if (!g_hash_table_contains (self->nearby_known, handle) && !nearby_has_requested (self, handle))
+      g_strv_builder_add (builder, handle);
   handles = g_strv_builder_end (builder);
   g_strv_builder_unref (builder);
   qsort (handles, g_strv_length (handles), sizeof (char *), compare_strings);

@@ -224,6 +224,10 @@ GStrv    natter_messaging_service_list_nearby       (NatterMessagingService  *se
 gboolean natter_messaging_service_get_introduced    (NatterMessagingService  *self,
                                                     const char              *handle);
 char    *natter_messaging_service_dup_nearby_handle (NatterMessagingService  *self);
+/* The handle of the stranger nearby whose open contact request @peer_id
+ * is, or NULL.  Such handles are not in list_nearby(). */
+char    *natter_messaging_service_dup_request_handle (NatterMessagingService *self,
+                                                     const char             *peer_id);
 
 /* Counters for tests and diagnostics. */
 typedef struct

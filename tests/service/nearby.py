@@ -21,7 +21,8 @@
 #     contact without being asked again (A asked first);
 #   - they connect and a message goes each way, delivered;
 #   - C never learns A's or B's peer ID;
-#   - when B quits, A and C see it leave.
+#   - once contacts, A and B no longer list each other as strangers;
+#   - when B quits, A sees its contact go offline and C sees it leave.
 #
 # Root (network namespaces) or it skips ("1..0 # SKIP"; a failure with
 # NATTER_NO_SKIP=1).
@@ -111,6 +112,8 @@ def main():
                  "B gets a pending contact request with A's peer ID", request)
         tap.ok(a.wait_for(lambda e: e['event'] == 'contact-added', 2, mark_a) is None,
                'A has no contact before B answers')
+        _, b_list = nearby_of(b)
+        tap.ok(b_list == [], "B lists A under the request, no longer as a stranger", b_list)
 
         reply = b.request('set-contact-state', peer=a.peer_id, state='accepted')
         tap.must(reply is not None and reply['event'] == 'reply', 'B accepts the request', reply)
@@ -120,6 +123,11 @@ def main():
                  'A gets B as an accepted contact without being asked again', added)
         tap.ok(a.wait_for(lambda e: e['event'] == 'contact-request', 0, mark_a) is None,
                'A saw no request: the answer to its own introduction')
+
+        _, a_list = nearby_of(a)
+        _, b_list = nearby_of(b)
+        tap.ok(a_list == [] and b_list == [],
+               'A and B no longer list each other as strangers: they are contacts', f'{a_list} {b_list}')
 
         tap.must(nshelper.wait_direct(a, b.peer_id, 30) and nshelper.wait_direct(b, a.peer_id, 30),
                  'A and B connect directly over the LAN')
@@ -137,8 +145,8 @@ def main():
         mark_a, mark_c = a.mark(), c.mark()
         code, stopped, bad = b.stop()
         tap.ok(code == 0 and stopped and not bad, 'B quits cleanly', (code, stopped, bad))
-        tap.ok(wait_nearby(a, b_handle, False, LOST_TIMEOUT, mark_a) is not None,
-               'A sees B leave')
+        tap.ok(a.wait_for(nshelper.is_presence(b.peer_id, 'offline'), LOST_TIMEOUT, mark_a) is not None,
+               'A sees its new contact B go offline')
         tap.ok(wait_nearby(c, b_handle, False, LOST_TIMEOUT, mark_c) is not None,
                'C sees B leave')
         for p in (a, c):

@@ -10,6 +10,7 @@
 #include <stdio.h>
 #include <string.h>
 #include <sys/prctl.h>
+#include <unistd.h>
 
 #include <glib/gstdio.h>
 
@@ -36,6 +37,25 @@
 #define LO_INTERFACES "lo"
 
 /* ---- A service in this process ------------------------------------------ */
+
+/* CPU time (user + system) of process @pid, all threads, in seconds; -1
+ * when it cannot be read. */
+static double
+process_cpu_seconds (const char *pid)
+{
+  g_autofree char *path = g_strdup_printf ("/proc/%s/stat", pid);
+  g_autofree char *text = NULL;
+  g_auto(GStrv) fields = NULL;
+  const char *after;
+
+  if (!g_file_get_contents (path, &text, NULL, NULL) || (after = strrchr (text, ')')) == NULL)
+    return -1;
+  /* After "pid (comm)": state is field 3; utime and stime are 14 and 15. */
+  fields = g_strsplit (after + 2, " ", 14);
+  if (g_strv_length (fields) < 14)
+    return -1;
+  return (g_ascii_strtod (fields[11], NULL) + g_ascii_strtod (fields[12], NULL)) / sysconf (_SC_CLK_TCK);
+}
 
 /* ---- The receiver process ----------------------------------------------- */
 
@@ -291,7 +311,7 @@ natter_bench_messaging (int       argc,
   const char *receiver_dir = NULL, *receiver_url = NULL, *receiver_contact = NULL;
   NatterBenchLocal a = { 0 };
   Tracker tracker = { 0 };
-  double rtt_p50, rtt_p99 = -1, lat_p50, lat_p99, start, elapsed, rate;
+  double rtt_p50, rtt_p99 = -1, lat_p50, lat_p99, start, elapsed, rate, cpu_a, cpu_b;
   gboolean connected = FALSE;
 
   for (int i = 1; i < argc; i++)
@@ -442,6 +462,8 @@ natter_bench_messaging (int       argc,
 
   /* Sustained: keep @window messages in flight. */
   tracker.delivered = 0;
+  cpu_a = process_cpu_seconds ("self");
+  cpu_b = process_cpu_seconds (g_subprocess_get_identifier (receiver));
   start = natter_bench_now ();
   {
     guint next = 0;
@@ -467,6 +489,8 @@ natter_bench_messaging (int       argc,
   }
   elapsed = natter_bench_now () - start;
   rate = n_messages / elapsed;
+  cpu_a = process_cpu_seconds ("self") - cpu_a;
+  cpu_b = process_cpu_seconds (g_subprocess_get_identifier (receiver)) - cpu_b;
 
   natter_bench_report_add (report, "baseline_transport_rtt_p50_us", rtt_p50,
                            "baseline: transport round trip p50, 200 B (µs)");
@@ -480,6 +504,10 @@ natter_bench_messaging (int       argc,
                            "send to delivered p50 / transport RTT p50");
   natter_bench_report_add (report, "acked_messages_per_s", rate,
                            "sustained messages per second, delivered (acked)");
+  natter_bench_report_add (report, "sender_cpu_us_per_msg", cpu_a / n_messages * 1e6,
+                           "sender process CPU per message, all threads (µs)");
+  natter_bench_report_add (report, "receiver_cpu_us_per_msg", cpu_b / n_messages * 1e6,
+                           "receiver process CPU per message, all threads (µs)");
   natter_bench_report_add (report, "messages", n_messages, "messages in the sustained run");
   natter_bench_report_add (report, "window", window, "messages in flight");
   natter_bench_report_print (report, json);

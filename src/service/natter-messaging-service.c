@@ -149,6 +149,7 @@ typedef struct
   char              *via;            /* a relay that took it */
   guint              relay_index;    /* next relay candidate to try */
   gboolean           user_message;   /* has a delivery state shown to the user */
+  gboolean           signed_wire;    /* wire carries our signature (see service_seal) */
 } OutboxItem;
 
 struct _Link
@@ -953,13 +954,53 @@ service_new_message (NatterMessagingService *self,
   return message;
 }
 
-/* Signs and encodes; NULL only on a programming error (logged). */
+/* Encodes a message of ours.  A frame that goes straight to its recipient
+ * over the connection needs no signature: the Noise session already proves
+ * who sent it, and the receiver does not check one (receive_frame()).  So
+ * only what others pass on is signed: a connection request (the helper
+ * forwards it whole) here, and an outbox frame when it is handed to a relay
+ * (outbox_item_sign()).  Besides the CPU (Ed25519 was the largest cost per
+ * message), direct messages are then deniable, as in Signal: the receiver
+ * holds no proof that would convince anyone else. */
 static GBytes *
 service_seal (NatterMessagingService *self,
               NatterMessage          *message,
               GError                **error)
 {
-  return natter_message_sign_encode (message, self->identity, error);
+  if (message->type == NATTER_MESSAGE_TYPE_CONNECTION_REQUEST)
+    return natter_message_sign_encode (message, self->identity, error);
+  return natter_message_encode (message, error);
+}
+
+/* The frame of @item, signed, for a relay: relays and recipients accept a
+ * frame that did not come straight from its author only with the author's
+ * signature.  FALSE (logged) if it cannot be decoded again, which would be a
+ * bug: our own bytes. */
+static gboolean
+outbox_item_sign (NatterMessagingService *self,
+                  OutboxItem             *item)
+{
+  g_autoptr(NatterMessage) message = NULL;
+  g_autoptr(GBytes) wire = NULL;
+  g_autoptr(GError) error = NULL;
+
+  if (item->signed_wire)
+    return TRUE;
+  message = natter_message_decode (item->wire, NATTER_MESSAGE_DECODE_NONE, &error);
+  if (message != NULL && !message->has_signature)
+    wire = natter_message_sign_encode (message, self->identity, &error);
+  if (message == NULL || (!message->has_signature && wire == NULL))
+    {
+      g_warning ("Could not sign %s for a relay: %s", item->msg_id, error->message);
+      return FALSE;
+    }
+  if (wire != NULL)
+    {
+      g_bytes_unref (item->wire);
+      item->wire = g_steal_pointer (&wire);
+    }
+  item->signed_wire = TRUE;
+  return TRUE;
 }
 
 static gboolean
@@ -1139,6 +1180,11 @@ link_pump (Link *link)
           {
             /* Every relay refused: wait, then go round again. */
             item->relay_index = 0;
+            item->next_attempt = now + RETRY_RELAY_MS;
+            continue;
+          }
+        if (!outbox_item_sign (self, item))
+          {
             item->next_attempt = now + RETRY_RELAY_MS;
             continue;
           }

@@ -9,7 +9,10 @@
 #include <adwaita.h>
 #include <glib/gstdio.h>
 
+#include "natter-app-util.h"
+#include "natter-chat-view.h"
 #include "natter-conversation.h"
+#include "natter-db.h"
 #include "natter-identity.h"
 #include "natter-invite.h"
 #include "natter-messaging-service.h"
@@ -22,6 +25,10 @@ typedef struct
   NatterProfile *profile;
   NatterMessagingService *service;
   gboolean done;
+  /* With fixture_set_up_long(): the contact with a long history, and when
+   * its first message was written. */
+  char *peer_id;
+  gint64 oldest_ms;
 } Fixture;
 
 static void
@@ -60,8 +67,7 @@ on_stopped (GObject      *source,
 }
 
 static void
-fixture_set_up (Fixture       *fixture,
-                gconstpointer  data)
+open_profile (Fixture *fixture)
 {
   g_autoptr(GError) error = NULL;
   g_autofree char *profile_dir = NULL;
@@ -73,12 +79,79 @@ fixture_set_up (Fixture       *fixture,
   g_assert_no_error (error);
   g_settings_set_string (natter_profile_get_settings (fixture->profile),
                          "display-name", "Ada Lovelace");
+}
 
+static void
+start_service (Fixture *fixture)
+{
   /* A real service with no network: no LAN, no server, loopback only. */
   fixture->service = natter_messaging_service_new (fixture->profile);
   g_object_set (fixture->service, "lan-discovery", FALSE, "relay", FALSE, NULL);
   natter_messaging_service_start_async (fixture->service, NULL, on_started, fixture);
   spin_until_done (fixture);
+}
+
+static void
+fixture_set_up (Fixture       *fixture,
+                gconstpointer  data)
+{
+  open_profile (fixture);
+  start_service (fixture);
+}
+
+#define LONG_HISTORY 100
+
+/* A contact whose conversation already holds LONG_HISTORY messages, "Note 0"
+ * to "Note 99", a third of them ours: the first half two days ago, the rest
+ * in the last two minutes.  Written to the store before the service starts,
+ * as a history kept from earlier runs would be. */
+static void
+fixture_set_up_long (Fixture       *fixture,
+                     gconstpointer  data)
+{
+  g_autoptr(GError) error = NULL;
+  g_autoptr(NatterIdentity) other = natter_identity_new_random ();
+  g_autoptr(NatterContact) contact = NULL;
+  g_autoptr(GPtrArray) messages = g_ptr_array_new_with_free_func ((GDestroyNotify) natter_store_message_free);
+  gint64 now = g_get_real_time () / 1000;
+  const char *self_id;
+  gint64 conversation_id;
+  NatterDb *db;
+
+  open_profile (fixture);
+  self_id = natter_identity_get_peer_id (natter_profile_get_identity (fixture->profile));
+  fixture->peer_id = g_strdup (natter_identity_get_peer_id (other));
+  fixture->oldest_ms = now - 2 * 24 * 3600 * G_GINT64_CONSTANT (1000);
+
+  db = natter_db_open (natter_profile_get_database_path (fixture->profile), &error);
+  g_assert_no_error (error);
+  contact = natter_contact_new (fixture->peer_id, "Charles Babbage", NATTER_CONTACT_ACCEPTED, FALSE, now);
+  g_assert_true (natter_db_upsert_contact (db, contact, &error));
+  conversation_id = natter_db_ensure_conversation (db, NATTER_CONVERSATION_DIRECT, fixture->peer_id,
+                                                   "Charles Babbage", &error);
+  g_assert_no_error (error);
+  for (guint i = 0; i < LONG_HISTORY; i++)
+    {
+      NatterStoreMessage *message = natter_store_message_new ();
+      gboolean ours = i % 3 == 0;
+
+      message->msg_id = g_strdup_printf ("msg_long_%03u", i);
+      message->conversation_id = conversation_id;
+      message->sender = g_strdup (ours ? self_id : fixture->peer_id);
+      message->direction = ours ? NATTER_STORE_DIRECTION_OUT : NATTER_STORE_DIRECTION_IN;
+      message->type = g_strdup ("text");
+      message->body = g_strdup_printf ("Note %u", i);
+      message->timestamp = i < LONG_HISTORY / 2 ? fixture->oldest_ms + i * 1000
+                                                : now - (LONG_HISTORY - i) * 1000;
+      message->sequence = i + 1;
+      message->state = NATTER_STORE_MESSAGE_READ;
+      g_ptr_array_add (messages, message);
+    }
+  g_assert_true (natter_db_insert_messages (db, messages, NULL, &error));
+  g_assert_no_error (error);
+  natter_db_close (db);
+
+  start_service (fixture);
 }
 
 static void
@@ -108,6 +181,7 @@ fixture_tear_down (Fixture       *fixture,
   g_clear_object (&fixture->profile);
   remove_tree (fixture->dir);
   g_free (fixture->dir);
+  g_free (fixture->peer_id);
 }
 
 static void
@@ -355,6 +429,109 @@ test_window_conversations (Fixture       *fixture,
   gtk_window_destroy (GTK_WINDOW (window));
 }
 
+/* Whether the message @text is within the list's view, at the end of the
+ * line (ours) or at its start (theirs), left to right. */
+static gboolean
+bubble_on_side (GtkWidget  *list,
+                const char *text,
+                gboolean    ours)
+{
+  GtkLabel *label = find_visible_label (list, text);
+  graphene_rect_t bounds;
+  float middle = gtk_widget_get_width (list) / 2.0f;
+
+  if (label == NULL || !gtk_widget_compute_bounds (GTK_WIDGET (label), list, &bounds) ||
+      bounds.size.width <= 0 || bounds.origin.y < 0 ||
+      bounds.origin.y + bounds.size.height > gtk_widget_get_height (list))
+    return FALSE;
+  return ours ? bounds.origin.x > middle : bounds.origin.x + bounds.size.width < middle;
+}
+
+static gboolean
+bubble_on_side_cb (gpointer data)
+{
+  gpointer *args = data;
+
+  return bubble_on_side (args[0], args[1], GPOINTER_TO_INT (args[2]));
+}
+
+static void
+assert_bubble_side (GtkWidget  *list,
+                    const char *text,
+                    gboolean    ours)
+{
+  gpointer args[3] = { list, (gpointer) text, GINT_TO_POINTER (ours) };
+
+  /* A row is on screen before the frame that lays it out. */
+  spin_until (bubble_on_side_cb, args);
+  if (!bubble_on_side (list, text, ours))
+    g_error ("“%s” is not on screen at the %s of the line", text, ours ? "end" : "start");
+}
+
+static void
+test_window_long_conversation (Fixture       *fixture,
+                               gconstpointer  data)
+{
+  g_autoptr(GPtrArray) lists = g_ptr_array_new ();
+  g_autoptr(GPtrArray) views = g_ptr_array_new ();
+  g_autofree char *oldest_day = natter_app_format_day (fixture->oldest_ms);
+  NatterWindow *window;
+  GtkWidget *list = NULL;
+  GtkAdjustment *adjustment;
+  GListModel *history;
+  gpointer args[2];
+  gint64 deadline;
+
+  window = natter_window_new (NULL, fixture->profile, fixture->service);
+  gtk_window_set_default_size (GTK_WINDOW (window), 900, 600);
+  gtk_window_present (GTK_WINDOW (window));
+  spin_until (widget_is_mapped, window);
+
+  collect_widgets (GTK_WIDGET (window), GTK_TYPE_LIST_VIEW, lists);
+  /* The first of the chat view's lists; the second one is for search results. */
+  for (guint i = lists->len; i > 0; i--)
+    if (gtk_widget_has_css_class (g_ptr_array_index (lists, i - 1), "chat-history"))
+      list = g_ptr_array_index (lists, i - 1);
+  g_assert_nonnull (list);
+
+  /* The newest messages show first, at the bottom. */
+  natter_window_open_conversation (window, fixture->peer_id);
+  args[0] = list;
+  args[1] = (gpointer) "Note 99";
+  spin_until (label_visible, args);
+  assert_bubble_side (list, "Note 99", TRUE);
+  assert_bubble_side (list, "Note 98", FALSE);
+  g_assert_null (find_visible_label (list, "Note 0"));
+
+  /* Holding the view at the top brings the older pages one after the
+   * other, down to the first message under its day. */
+  adjustment = gtk_scrollable_get_vadjustment (GTK_SCROLLABLE (list));
+  deadline = g_get_monotonic_time () + 20 * G_USEC_PER_SEC;
+  while (!bubble_on_side (list, "Note 0", TRUE) && g_get_monotonic_time () < deadline)
+    {
+      gtk_adjustment_set_value (adjustment, 0.0);
+      g_main_context_iteration (NULL, FALSE);
+    }
+  assert_bubble_side (list, "Note 0", TRUE);
+  g_assert_nonnull (find_visible_label (list, oldest_day));
+  assert_bubble_side (list, "Note 1", FALSE);
+
+  /* Each message once, oldest first. */
+  collect_widgets (GTK_WIDGET (window), NATTER_TYPE_CHAT_VIEW, views);
+  g_assert_cmpuint (views->len, ==, 1);
+  history = natter_chat_view_get_history (g_ptr_array_index (views, 0));
+  g_assert_cmpuint (g_list_model_get_n_items (history), ==, LONG_HISTORY);
+  for (guint i = 0; i < LONG_HISTORY; i++)
+    {
+      g_autoptr(NatterMessageItem) item = g_list_model_get_item (history, i);
+      g_autofree char *text = g_strdup_printf ("Note %u", i);
+
+      g_assert_cmpstr (natter_message_item_get_text (item), ==, text);
+    }
+
+  gtk_window_destroy (GTK_WINDOW (window));
+}
+
 static void
 test_invite_links (void)
 {
@@ -411,6 +588,8 @@ main (int    argc,
               fixture_set_up, test_window_identity, fixture_tear_down);
   g_test_add ("/window/conversations", Fixture, NULL,
               fixture_set_up, test_window_conversations, fixture_tear_down);
+  g_test_add ("/window/long-conversation", Fixture, NULL,
+              fixture_set_up_long, test_window_long_conversation, fixture_tear_down);
   g_test_add_func ("/window/invite-links", test_invite_links);
 
   return g_test_run ();

@@ -24,6 +24,7 @@ struct _NatterChatView
   gboolean loading;
   gboolean first_page_pending;
   gboolean stick_to_bottom;
+  guint scroll_source;              /* queue_scroll_to_bottom() */
   GHashTable *transfer_rows;        /* transfer ID → NatterTransferRow (borrowed) */
   GtkFileChooserNative *chooser;
 

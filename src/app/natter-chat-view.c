@@ -113,23 +113,49 @@ update_empty (NatterChatView *self)
 
 /* {{{ Scrolling and paging */
 
+/* Brings the newest message into view, at the bottom.  Through the list
+ * itself, which then keeps its last row in place as rows come and go above
+ * it: GtkListView does not follow a value set on its adjustment while it
+ * is allocating (the "changed" signal), so that would be lost. */
 static void
 scroll_to_bottom (NatterChatView *self)
 {
-  GtkAdjustment *adjustment = gtk_scrolled_window_get_vadjustment (self->scroller);
+  guint n_items = self->history != NULL ? g_list_model_get_n_items (self->history) : 0;
 
-  gtk_adjustment_set_value (adjustment,
-                            gtk_adjustment_get_upper (adjustment) - gtk_adjustment_get_page_size (adjustment));
+  if (n_items > 0)
+    gtk_widget_activate_action (GTK_WIDGET (self->message_list), "list.scroll-to-item", "u", n_items - 1);
+}
+
+static gboolean
+scroll_to_bottom_idle (gpointer user_data)
+{
+  NatterChatView *self = user_data;
+
+  self->scroll_source = 0;
+  if (self->stick_to_bottom)
+    scroll_to_bottom (self);
+  return G_SOURCE_REMOVE;
+}
+
+/* The same once the list has taken in what just changed, before the next
+ * frame is drawn. */
+static void
+queue_scroll_to_bottom (NatterChatView *self)
+{
+  if (self->scroll_source == 0)
+    self->scroll_source = g_idle_add_full (G_PRIORITY_HIGH_IDLE, scroll_to_bottom_idle, self, NULL);
 }
 
 static void
 on_adjustment_changed (NatterChatView *self,
                        GtkAdjustment  *adjustment)
 {
+  double bottom = gtk_adjustment_get_upper (adjustment) - gtk_adjustment_get_page_size (adjustment);
+
   /* New messages or a taller window keep the newest message in view when
    * the user was reading it. */
-  if (self->stick_to_bottom)
-    scroll_to_bottom (self);
+  if (self->stick_to_bottom && gtk_adjustment_get_value (adjustment) < bottom - 1)
+    queue_scroll_to_bottom (self);
   maybe_load_older (self);
 }
 
@@ -173,13 +199,20 @@ on_older_loaded (GObject      *source,
   if (self->first_page_pending)
     {
       self->first_page_pending = FALSE;
+      /* Anchored on the newest message from the first frame on. */
+      if (self->stick_to_bottom)
+        scroll_to_bottom (self);
       natter_ui_trace ("open peer=%s first-page=%u", self->peer_id, n_loaded);
     }
   update_empty (self);
 
+  /* The next page waits for this one to be laid out: the adjustment
+   * changes then, and asks for it if the top is still near.  Asking now
+   * would find the view as it was before the page came, near the top, and
+   * pile up pages for one long layout. */
   if (self->jump_to != NULL)
     natter_chat_view_jump_to_message (self, self->jump_to);
-  else
+  else if (n_loaded == 0)
     maybe_load_older (self);
 }
 
@@ -227,6 +260,8 @@ on_history_items_changed (NatterChatView *self,
       /* What the user sends always comes into view. */
       if (natter_message_item_is_outgoing (newest))
         self->stick_to_bottom = TRUE;
+      if (self->stick_to_bottom)
+        queue_scroll_to_bottom (self);
     }
 }
 
@@ -975,6 +1010,7 @@ natter_chat_view_dispose (GObject *object)
   GtkWidget *child;
 
   clear_history (self);
+  g_clear_handle_id (&self->scroll_source, g_source_remove);
   if (self->chooser != NULL)
     gtk_native_dialog_destroy (GTK_NATIVE_DIALOG (self->chooser));
   g_clear_object (&self->chooser);

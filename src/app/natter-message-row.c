@@ -19,15 +19,25 @@ struct _NatterMessageRow
   GSignalGroup *item_signals;
 
   GtkLabel *day_label;
-  GtkBox *bubble_box;
   GtkWidget *bubble;
   GtkLabel *text_label;
   GtkLabel *time_label;
   GtkImage *state_icon;
   GtkButton *retry_button;
+  /* Sent messages go at the end of the line. */
+  gboolean at_end;
 };
 
 G_DEFINE_FINAL_TYPE (NatterMessageRow, natter_message_row, GTK_TYPE_WIDGET)
+
+/* The narrowest a long message's text may wrap to, in characters.  A
+ * label that wraps by characters (word-char) and has no width-chars finds
+ * its minimum width by laying its text out one character per line: about
+ * 1.5 ms for a message of a hundred characters here, against 0.2 ms with
+ * this.  No window is narrow enough to wrap a bubble tighter anyway.
+ * Shorter messages keep the default, which is cheap for them and leaves
+ * their natural width alone. */
+#define MIN_WRAP_CHARS 10
 
 /* The delivery state as the user sees it: a message handed to a relay is
  * "relayed" until its recipient confirms it. */
@@ -94,6 +104,7 @@ update (NatterMessageRow *self)
 {
   g_autofree char *time = NULL;
   g_autofree char *day = NULL;
+  const char *text;
   gboolean outgoing;
   gint64 timestamp;
 
@@ -105,10 +116,18 @@ update (NatterMessageRow *self)
   time = natter_app_format_time (timestamp);
   day = natter_app_format_day (timestamp);
 
-  gtk_label_set_label (self->text_label, natter_message_item_get_text (self->item));
+  text = natter_message_item_get_text (self->item);
+  gtk_label_set_label (self->text_label, text);
+  gtk_label_set_width_chars (self->text_label,
+                             text != NULL && g_utf8_strlen (text, -1) > MIN_WRAP_CHARS
+                             ? MIN_WRAP_CHARS : -1);
   gtk_label_set_label (self->time_label, time);
   gtk_label_set_label (self->day_label, day);
-  gtk_widget_set_halign (GTK_WIDGET (self->bubble_box), outgoing ? GTK_ALIGN_END : GTK_ALIGN_START);
+  if (self->at_end != outgoing)
+    {
+      self->at_end = outgoing;
+      gtk_widget_queue_allocate (GTK_WIDGET (self));
+    }
   if (outgoing)
     gtk_widget_add_css_class (self->bubble, "outgoing");
   else
@@ -122,6 +141,167 @@ update (NatterMessageRow *self)
                    outgoing, natter_message_item_get_text (self->item));
   update_state (self);
 }
+
+/* {{{ Layout
+ *
+ * The row places its three children itself: the day separator across the
+ * top, then the bubble at the start (received) or the end (sent), the
+ * retry button beside it.  A horizontal GtkBox around the bubble would do
+ * the same, but it measures its children's widths for its height, and for
+ * a height the wrapping label searches its width with a Pango layout per
+ * step: about 60 layouts a row, most of what showing a page cost.  Here
+ * the bubble is only asked its width for no height, and its height for a
+ * width. */
+
+#define RETRY_SPACING 6
+
+typedef struct
+{
+  int day_height;
+  int bubble_width;
+  int bubble_height;
+  int retry_width;       /* 0: hidden */
+  int retry_height;
+} Geometry;
+
+static void
+measure_width (GtkWidget *child,
+               int       *minimum,
+               int       *natural)
+{
+  *minimum = *natural = 0;
+  if (gtk_widget_should_layout (child))
+    gtk_widget_measure (child, GTK_ORIENTATION_HORIZONTAL, -1, minimum, natural, NULL, NULL);
+}
+
+/* Where everything goes in a row @width wide (-1: as wide as it likes). */
+static void
+compute_geometry (NatterMessageRow *self,
+                  int               width,
+                  Geometry         *geometry,
+                  int              *minimum_height)
+{
+  int bubble_min, bubble_nat, retry_min, retry_nat, min, nat;
+
+  *geometry = (Geometry) { 0 };
+  *minimum_height = 0;
+  if (gtk_widget_should_layout (GTK_WIDGET (self->day_label)))
+    {
+      gtk_widget_measure (GTK_WIDGET (self->day_label), GTK_ORIENTATION_VERTICAL, width,
+                          &min, &nat, NULL, NULL);
+      geometry->day_height = nat;
+      *minimum_height += min;
+    }
+
+  measure_width (GTK_WIDGET (self->retry_button), &retry_min, &retry_nat);
+  if (gtk_widget_should_layout (GTK_WIDGET (self->retry_button)))
+    {
+      geometry->retry_width = retry_nat;
+      gtk_widget_measure (GTK_WIDGET (self->retry_button), GTK_ORIENTATION_VERTICAL, retry_nat,
+                          &geometry->retry_height, NULL, NULL, NULL);
+    }
+
+  measure_width (self->bubble, &bubble_min, &bubble_nat);
+  geometry->bubble_width = bubble_nat;
+  if (width >= 0)
+    {
+      int room = width - (geometry->retry_width > 0 ? geometry->retry_width + RETRY_SPACING : 0);
+
+      geometry->bubble_width = MAX (MIN (room, bubble_nat), bubble_min);
+    }
+  gtk_widget_measure (self->bubble, GTK_ORIENTATION_VERTICAL, geometry->bubble_width,
+                      &min, &geometry->bubble_height, NULL, NULL);
+  *minimum_height += MAX (min, geometry->retry_height);
+}
+
+static GtkSizeRequestMode
+natter_message_row_get_request_mode (GtkWidget *widget)
+{
+  return GTK_SIZE_REQUEST_HEIGHT_FOR_WIDTH;
+}
+
+static void
+natter_message_row_measure (GtkWidget      *widget,
+                            GtkOrientation  orientation,
+                            int             for_size,
+                            int            *minimum,
+                            int            *natural,
+                            int            *minimum_baseline,
+                            int            *natural_baseline)
+{
+  NatterMessageRow *self = NATTER_MESSAGE_ROW (widget);
+
+  if (orientation == GTK_ORIENTATION_HORIZONTAL)
+    {
+      /* Never for a height: see above. */
+      int day_min, day_nat, bubble_min, bubble_nat, retry_min, retry_nat;
+      int extra;
+
+      measure_width (GTK_WIDGET (self->day_label), &day_min, &day_nat);
+      measure_width (self->bubble, &bubble_min, &bubble_nat);
+      measure_width (GTK_WIDGET (self->retry_button), &retry_min, &retry_nat);
+      extra = gtk_widget_should_layout (GTK_WIDGET (self->retry_button)) ? RETRY_SPACING : 0;
+      *minimum = MAX (day_min, bubble_min + retry_min + extra);
+      *natural = MAX (day_nat, bubble_nat + retry_nat + extra);
+    }
+  else
+    {
+      Geometry geometry;
+
+      compute_geometry (self, for_size, &geometry, minimum);
+      *natural = geometry.day_height + MAX (geometry.bubble_height, geometry.retry_height);
+      *natural = MAX (*natural, *minimum);
+    }
+}
+
+static void
+place (GtkWidget *widget,
+       GtkWidget *child,
+       int        row_width,
+       int        x,
+       int        y,
+       int        width,
+       int        height)
+{
+  /* Right to left, the start is on the right. */
+  if (gtk_widget_get_direction (widget) == GTK_TEXT_DIR_RTL)
+    x = row_width - x - width;
+  gtk_widget_allocate (child, width, height, -1,
+                       gsk_transform_translate (NULL, &GRAPHENE_POINT_INIT (x, y)));
+}
+
+static void
+natter_message_row_size_allocate (GtkWidget *widget,
+                                  int        width,
+                                  int        height,
+                                  int        baseline)
+{
+  NatterMessageRow *self = NATTER_MESSAGE_ROW (widget);
+  Geometry geometry;
+  int minimum_height, line_height, bubble_x, retry_x;
+
+  compute_geometry (self, width, &geometry, &minimum_height);
+  if (gtk_widget_should_layout (GTK_WIDGET (self->day_label)))
+    place (widget, GTK_WIDGET (self->day_label), width, 0, 0, width, geometry.day_height);
+
+  line_height = MAX (height - geometry.day_height, 0);
+  if (self->at_end)
+    {
+      bubble_x = width - geometry.bubble_width;
+      retry_x = bubble_x - RETRY_SPACING - geometry.retry_width;
+    }
+  else
+    {
+      bubble_x = 0;
+      retry_x = geometry.bubble_width + RETRY_SPACING;
+    }
+  place (widget, self->bubble, width, bubble_x, geometry.day_height, geometry.bubble_width, line_height);
+  if (geometry.retry_width > 0)
+    place (widget, GTK_WIDGET (self->retry_button), width, retry_x, geometry.day_height,
+           geometry.retry_width, line_height);
+}
+
+/* }}} */
 
 static void
 natter_message_row_dispose (GObject *object)
@@ -148,10 +328,11 @@ natter_message_row_class_init (NatterMessageRowClass *klass)
   object_class->dispose = natter_message_row_dispose;
 
   gtk_widget_class_set_css_name (widget_class, "messagerow");
-  gtk_widget_class_set_layout_manager_type (widget_class, GTK_TYPE_BIN_LAYOUT);
+  widget_class->get_request_mode = natter_message_row_get_request_mode;
+  widget_class->measure = natter_message_row_measure;
+  widget_class->size_allocate = natter_message_row_size_allocate;
   gtk_widget_class_set_template_from_resource (widget_class, "/org/natter/Natter/natter-message-row.ui");
   gtk_widget_class_bind_template_child (widget_class, NatterMessageRow, day_label);
-  gtk_widget_class_bind_template_child (widget_class, NatterMessageRow, bubble_box);
   gtk_widget_class_bind_template_child (widget_class, NatterMessageRow, bubble);
   gtk_widget_class_bind_template_child (widget_class, NatterMessageRow, text_label);
   gtk_widget_class_bind_template_child (widget_class, NatterMessageRow, time_label);

@@ -290,6 +290,9 @@ struct _NatterMessagingService
   GHashTable             *request_addresses;
   /* Handles that became contacts this run -> peer ID: no longer strangers. */
   GHashTable             *nearby_known;
+  /* Accepted requests whose sender we have not heard announce yet: peer ID
+   * -> address; we introduce ourselves back when it shows up. */
+  GHashTable             *answers_due;
   GPtrArray              *rendezvous;      /* NatterRendezvousClient */
   NatterPresence          presence;
   guint                   tick_source;
@@ -1772,6 +1775,14 @@ on_rendezvous_signal (NatterRendezvousClient *client,
     }
 }
 
+static void     nearby_now_known     (NatterMessagingService *self,
+                                      const char             *handle,
+                                      const char             *peer_id);
+static gboolean same_socket_address  (GInetSocketAddress     *a,
+                                      GInetSocketAddress     *b);
+static gboolean nearby_has_requested (NatterMessagingService *self,
+                                      const char             *handle);
+
 static void
 on_lan_nearby_found (NatterLanDiscovery *lan,
                      const char         *handle,
@@ -1779,9 +1790,27 @@ on_lan_nearby_found (NatterLanDiscovery *lan,
                      gpointer            user_data)
 {
   NatterMessagingService *self = user_data;
+  GHashTableIter iter;
+  const char *peer_id;
+  GInetSocketAddress *due;
 
   g_hash_table_replace (self->nearby, g_strdup (handle), g_object_ref (address));
-  if (!g_hash_table_contains (self->nearby_known, handle))
+  /* Someone whose introduction we accepted before we heard from it. */
+  g_hash_table_iter_init (&iter, self->answers_due);
+  while (g_hash_table_iter_next (&iter, (gpointer *) &peer_id, (gpointer *) &due))
+    if (same_socket_address (due, address))
+      {
+        g_autoptr(GError) error = NULL;
+        g_autofree char *peer = g_strdup (peer_id);
+
+        g_hash_table_iter_remove (&iter);
+        if (self->lan != NULL && natter_lan_discovery_reveal_to_nearby (self->lan, handle, &error))
+          nearby_now_known (self, handle, peer);
+        else if (error != NULL)
+          g_message ("Could not introduce ourselves back to %s: %s", peer, error->message);
+        break;
+      }
+  if (!g_hash_table_contains (self->nearby_known, handle) && !nearby_has_requested (self, handle))
     g_signal_emit (self, signals[SIGNAL_NEARBY_CHANGED], 0, handle, TRUE);
 }
 
@@ -1852,6 +1881,7 @@ nearby_clear (NatterMessagingService *self)
       g_ptr_array_add (handles, g_strdup (handle));
   g_hash_table_remove_all (self->nearby);
   g_hash_table_remove_all (self->nearby_known);
+  g_hash_table_remove_all (self->answers_due);
   g_hash_table_remove_all (self->introduced_to);
   g_hash_table_remove_all (self->request_addresses);
   for (guint i = 0; i < handles->len; i++)
@@ -3010,6 +3040,7 @@ natter_messaging_service_dispose (GObject *object)
       g_hash_table_remove_all (self->introduced_to);
       g_hash_table_remove_all (self->request_addresses);
       g_hash_table_remove_all (self->nearby_known);
+      g_hash_table_remove_all (self->answers_due);
     }
   if (self->rendezvous != NULL)
     {
@@ -3065,6 +3096,7 @@ natter_messaging_service_finalize (GObject *object)
   g_hash_table_unref (self->introduced_to);
   g_hash_table_unref (self->request_addresses);
   g_hash_table_unref (self->nearby_known);
+  g_hash_table_unref (self->answers_due);
 
   G_OBJECT_CLASS (natter_messaging_service_parent_class)->finalize (object);
 }
@@ -3299,6 +3331,7 @@ natter_messaging_service_init (NatterMessagingService *self)
   self->introduced_to = g_hash_table_new_full (g_str_hash, g_str_equal, g_free, NULL);
   self->request_addresses = g_hash_table_new_full (g_str_hash, g_str_equal, g_free, g_object_unref);
   self->nearby_known = g_hash_table_new_full (g_str_hash, g_str_equal, g_free, g_free);
+  self->answers_due = g_hash_table_new_full (g_str_hash, g_str_equal, g_free, g_object_unref);
   self->presence = NATTER_PRESENCE_ONLINE;
   g_signal_connect (self, "transfer-offered", G_CALLBACK (on_self_transfer_offered), NULL);
   g_signal_connect (self, "transfer-state-changed", G_CALLBACK (on_self_transfer_state), NULL);
@@ -4564,11 +4597,13 @@ on_lan_nearby_revealed (NatterLanDiscovery *lan,
     {
       /* Remembered so that accepting introduces us back (bounded by the
        * nearby list, whose size LAN discovery bounds). */
-      if (handle != NULL && g_hash_table_size (self->request_addresses) < 256)
+      if (g_hash_table_size (self->request_addresses) < 256)
         {
           g_hash_table_replace (self->request_addresses, g_strdup (peer_id), g_object_ref (address));
-          /* Listed under the request from now on, not as a stranger. */
-          g_signal_emit (self, signals[SIGNAL_NEARBY_CHANGED], 0, handle, FALSE);
+          /* Listed under the request from now on, not as a stranger (its
+           * announcement may not have reached us yet: then no handle). */
+          if (handle != NULL)
+            g_signal_emit (self, signals[SIGNAL_NEARBY_CHANGED], 0, handle, FALSE);
         }
       op->contact = natter_contact_new (peer_id, NULL, NATTER_CONTACT_PENDING, FALSE, now_ms ());
       op->done = on_request_committed;
@@ -4597,8 +4632,16 @@ nearby_answer_request (NatterMessagingService *self,
   if (!g_hash_table_steal_extended (self->request_addresses, peer_id, (gpointer *) &key,
                                     (gpointer *) &address))
     return;
-  if (self->lan == NULL || (handle = nearby_handle_at (self, address)) == NULL)
-    return;   /* gone meanwhile: the request stays one-sided */
+  if (self->lan == NULL)
+    return;
+  if ((handle = nearby_handle_at (self, address)) == NULL)
+    {
+      /* Not heard from yet (announcements come every few seconds):
+       * answer when it shows up (on_lan_nearby_found()). */
+      if (g_hash_table_size (self->answers_due) < 256)
+        g_hash_table_replace (self->answers_due, g_steal_pointer (&key), g_steal_pointer (&address));
+      return;
+    }
   if (!natter_lan_discovery_reveal_to_nearby (self->lan, handle, &error))
     g_message ("Could not introduce ourselves back to %s: %s", peer_id, error->message);
   else

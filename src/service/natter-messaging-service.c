@@ -9,6 +9,7 @@
 #include <string.h>
 
 #include "natter-crypto.h"
+#include "natter-groups-private.h"
 #include "natter-history-model.h"
 #include "natter-ice.h"
 #include "natter-lan-discovery.h"
@@ -154,6 +155,7 @@ struct _Link
   char                   *peer_id;
   gboolean                is_contact;
   NatterContactState      contact_state;
+  gboolean                group_peer;        /* a member of one of our groups */
 
   NatterPeerConnection   *pc;
   guint64                 generation;
@@ -289,6 +291,8 @@ struct _NatterMessagingService
   GQueue                  relay_seen_order;
 
   NatterMessagingStats    stats;
+
+  NatterGroups           *groups;          /* natter-groups.c */
 };
 
 G_DEFINE_FINAL_TYPE (NatterMessagingService, natter_messaging_service, G_TYPE_OBJECT)
@@ -408,6 +412,8 @@ service_ensure_link (NatterMessagingService *self,
 static gboolean
 link_is_accepted (Link *link)
 {
+  if (link != NULL && link->group_peer)
+    return !(link->is_contact && link->contact_state == NATTER_CONTACT_BLOCKED);
   return link != NULL && link->is_contact && link->contact_state == NATTER_CONTACT_ACCEPTED;
 }
 
@@ -1281,6 +1287,8 @@ link_on_connected (Link *link)
                      natter_presence_to_string (self->presence), NULL, NULL);
   link_pump (link);
   link_handover_relayed (link);
+  if (self->groups != NULL)
+    natter_groups_peer_connected (self->groups, link->peer_id);
 
   /* A new neighbour: it may introduce us to contacts we cannot reach, and
    * it may carry what waits for them. */
@@ -1321,6 +1329,8 @@ link_on_lost (Link *link)
 
   if (!was_connected)
     return;
+  if (self->groups != NULL)
+    natter_groups_peer_lost (self->groups, link->peer_id);
   /* Peers we reached through this one are no longer relayed. */
   g_hash_table_iter_init (&iter, self->links);
   while (g_hash_table_iter_next (&iter, NULL, (gpointer *) &other))
@@ -2436,6 +2446,11 @@ link_on_message (NatterPeerConnection *pc,
     }
   self->stats.messages_received++;
 
+  /* Group frames (natter-groups.c) check and route themselves. */
+  if (message->group != NULL && self->groups != NULL &&
+      natter_groups_receive (self->groups, link->peer_id, message, bytes))
+    return;
+
   if (!g_strv_contains ((const char * const *) message->to, self->peer_id))
     {
       receive_for_relay (self, link, message);
@@ -2607,6 +2622,11 @@ natter_messaging_service_dispose (GObject *object)
 
   g_clear_handle_id (&self->tick_source, g_source_remove);
   g_clear_handle_id (&self->batch_idle, g_source_remove);
+  if (self->groups != NULL)
+    {
+      natter_groups_shutdown (self->groups);
+      g_clear_object (&self->groups);
+    }
   if (self->lan != NULL)
     {
       g_signal_handlers_disconnect_by_data (self->lan, self);
@@ -3117,6 +3137,7 @@ on_loaded (GObject      *source,
   load_result_free (loaded);
 
   self->started = TRUE;
+  self->groups = natter_groups_new (self, self->identity);
   service_start_finders (self);
   self->tick_source = g_timeout_add_seconds (1, on_tick, self);
   g_task_return_boolean (task, TRUE);
@@ -3231,6 +3252,8 @@ natter_messaging_service_stop_async (NatterMessagingService *self,
     if (link->connected)
       link_send_control (link, NATTER_MESSAGE_TYPE_PRESENCE_UPDATE, "status", "offline", NULL, NULL);
   self->stopping = TRUE;
+  if (self->groups != NULL)
+    natter_groups_shutdown (self->groups);
   g_clear_handle_id (&self->tick_source, g_source_remove);
   if (self->lan != NULL)
     {
@@ -3955,3 +3978,144 @@ natter_messaging_service_send_raw_frame (NatterMessagingService  *self,
     }
   return TRUE;
 }
+
+/* {{{ Groups (natter-groups.c) */
+
+gboolean
+natter_messaging_service_group_send_frame (NatterMessagingService *self,
+                                           const char             *peer_id,
+                                           GBytes                 *wire)
+{
+  return !self->stopping && link_send_frame (service_get_link (self, peer_id), wire);
+}
+
+gboolean
+natter_messaging_service_peer_is_connected (NatterMessagingService *self,
+                                            const char             *peer_id)
+{
+  Link *link = service_get_link (self, peer_id);
+
+  return link != NULL && link->connected && link->pc != NULL;
+}
+
+gboolean
+natter_messaging_service_peer_is_contact (NatterMessagingService *self,
+                                          const char             *peer_id)
+{
+  Link *link = service_get_link (self, peer_id);
+
+  return link != NULL && link->is_contact && link->contact_state == NATTER_CONTACT_ACCEPTED;
+}
+
+void
+natter_messaging_service_add_group_peers (NatterMessagingService *self,
+                                          const char * const     *peer_ids)
+{
+  gboolean changed = FALSE;
+
+  if (!self->started || self->stopping)
+    return;
+  for (guint i = 0; peer_ids[i] != NULL; i++)
+    {
+      Link *link;
+
+      if (strcmp (peer_ids[i], self->peer_id) == 0)
+        continue;
+      link = service_ensure_link (self, peer_ids[i]);
+      changed |= !link->group_peer;
+      link->group_peer = TRUE;
+    }
+  if (!changed)
+    return;
+  service_update_finders (self);
+  for (guint i = 0; peer_ids[i] != NULL; i++)
+    {
+      Link *link = service_get_link (self, peer_ids[i]);
+
+      if (link != NULL)
+        link_maybe_connect (link, FALSE);
+    }
+}
+
+NatterGroups *
+natter_messaging_service_get_groups (NatterMessagingService *self)
+{
+  g_return_val_if_fail (NATTER_IS_MESSAGING_SERVICE (self), NULL);
+  return self->groups;
+}
+
+static gboolean
+check_groups (NatterMessagingService  *self,
+              GError                 **error)
+{
+  if (!check_started (self, error))
+    return FALSE;
+  g_return_val_if_fail (self->groups != NULL, FALSE);
+  return TRUE;
+}
+
+char *
+natter_messaging_service_group_create (NatterMessagingService  *self,
+                                       const char              *name,
+                                       const char * const      *members,
+                                       guint                    fanout,
+                                       GError                 **error)
+{
+  g_return_val_if_fail (NATTER_IS_MESSAGING_SERVICE (self), NULL);
+  if (!check_groups (self, error))
+    return NULL;
+  return natter_groups_create (self->groups, name, members, fanout, error);
+}
+
+gboolean
+natter_messaging_service_group_invite (NatterMessagingService  *self,
+                                       const char              *group_id,
+                                       const char              *peer_id,
+                                       GError                 **error)
+{
+  g_return_val_if_fail (NATTER_IS_MESSAGING_SERVICE (self), FALSE);
+  return check_groups (self, error) && natter_groups_invite (self->groups, group_id, peer_id, error);
+}
+
+gboolean
+natter_messaging_service_group_remove (NatterMessagingService  *self,
+                                       const char              *group_id,
+                                       const char              *peer_id,
+                                       GError                 **error)
+{
+  g_return_val_if_fail (NATTER_IS_MESSAGING_SERVICE (self), FALSE);
+  return check_groups (self, error) && natter_groups_remove (self->groups, group_id, peer_id, error);
+}
+
+gboolean
+natter_messaging_service_group_leave (NatterMessagingService  *self,
+                                      const char              *group_id,
+                                      GError                 **error)
+{
+  g_return_val_if_fail (NATTER_IS_MESSAGING_SERVICE (self), FALSE);
+  return check_groups (self, error) && natter_groups_leave (self->groups, group_id, error);
+}
+
+char *
+natter_messaging_service_group_send_text (NatterMessagingService  *self,
+                                          const char              *group_id,
+                                          const char              *text,
+                                          GError                 **error)
+{
+  g_return_val_if_fail (NATTER_IS_MESSAGING_SERVICE (self), NULL);
+  if (!check_groups (self, error))
+    return NULL;
+  return natter_groups_send_text (self->groups, group_id, text, error);
+}
+
+GPtrArray *
+natter_messaging_service_group_get_history (NatterMessagingService *self,
+                                            const char             *group_id)
+{
+  g_return_val_if_fail (NATTER_IS_MESSAGING_SERVICE (self), NULL);
+  if (self->groups == NULL)
+    return g_ptr_array_new_with_free_func ((GDestroyNotify) natter_group_message_free);
+  return natter_groups_get_history (self->groups, group_id);
+}
+
+/* }}} */

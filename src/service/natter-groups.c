@@ -1205,6 +1205,10 @@ send_key (NatterGroups *self,
   GBytes *key = g_hash_table_lookup (g->keys, key_id);
   g_autofree char *encoded = NULL;
   g_autofree char *pending = g_strdup_printf ("%s\n%s", peer, key_id);
+
+  /* A key we just made is known before its operation is delivered. */
+  if (key == NULL && strcmp (g->admin, self->self_id) == 0)
+    key = g_hash_table_lookup (g->unverified_keys, key_id);
   JsonObject *metadata;
   JsonObject *content;
 

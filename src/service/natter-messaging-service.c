@@ -45,6 +45,7 @@
 #define SEND_HIGH_WATER        (4 * 1024 * 1024)
 #define RELAY_EXPIRY_EVERY_MS  30000
 #define HANDOVER_BATCH         256
+#define CONNECT_TIMEOUT_MS     10000    /* a connection not up by then is started again */
 
 G_DEFINE_QUARK (natter-messaging-error-quark, natter_messaging_error)
 
@@ -163,6 +164,7 @@ struct _Link
   char                   *remote_ufrag;
   GPtrArray              *retired_ufrags;
   gint64                  next_connect_us;
+  gint64                  connect_started_us;
   guint                   backoff_ms;
   char                   *introducer;
 
@@ -1470,6 +1472,7 @@ link_start_connection (Link *link)
     }
   link->pc = pc;
   link->generation++;
+  link->connect_started_us = g_get_monotonic_time ();
   natter_peer_connection_set_buffered_amount_low_threshold (pc, SEND_HIGH_WATER / 4);
   g_signal_connect (pc, "signal", G_CALLBACK (on_pc_signal), link);
   g_signal_connect (pc, "notify::state", G_CALLBACK (on_pc_state), link);
@@ -2585,6 +2588,19 @@ on_tick (gpointer user_data)
         {
           link_release_held (link, TRUE);
           link->held_since_us = 0;
+        }
+      if (link->pc != NULL && !link->connected &&
+          now_us - link->connect_started_us > CONNECT_TIMEOUT_MS * 1000)
+        {
+          /* Signals of a start can be lost (a route that was not there
+           * yet): neither side would ever hear the other.  The side that
+           * sorts first starts again at once; the other waits for it. */
+          g_debug ("Connection to %s not up after %d s; starting again", link->peer_id,
+                   CONNECT_TIMEOUT_MS / 1000);
+          link_drop_connection (link, TRUE);
+          link_on_lost (link);
+          link->next_connect_us = now_us + (strcmp (self->peer_id, link->peer_id) < 0
+                                            ? 0 : (gint64) CONNECT_TIMEOUT_MS * 2000);
         }
       if (link->pc == NULL)
         link_maybe_connect (link, FALSE);

@@ -716,11 +716,13 @@ send_ack (NatterGroups *self,
     }
 }
 
+/* Connected, and not cut off by the tests' partition hook. */
 static gboolean
 peer_connected (NatterGroups *self,
                 const char   *peer)
 {
-  return natter_messaging_service_peer_is_connected (self->service, peer);
+  return !g_hash_table_contains (self->blocked, peer) &&
+         natter_messaging_service_peer_is_connected (self->service, peer);
 }
 
 /* }}} */

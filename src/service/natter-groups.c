@@ -47,6 +47,8 @@
  * may hand it to a member that asks and is entitled to it. */
 
 #define TICK_MS               50
+#define ACK_DELAY_MS          20      /* tree acknowledgements are batched */
+#define SUMMARY_DELAY_MS      150     /* receipts (summaries) are batched */
 #define ACK_TIMEOUT_MS        400     /* per tree level below the child */
 #define SYNC_EVERY_MS         1000
 #define SYNC_FANOUT           2       /* random members sent a summary per round */
@@ -203,6 +205,7 @@ struct _Group
   NatterVectorClock *my_read;
   GHashTable        *pulls;         /* author -> Pull */
   GHashTable        *owe_summary;   /* peers to send a summary soon: set */
+  GHashTable        *acks;          /* parent -> GPtrArray of msg IDs to acknowledge */
   GHashTable        *summary_sent;  /* peer -> gint64* last summary time (us) */
   GHashTable        *pending_welcome; /* peer -> gint64* next attempt (us) */
   GHashTable        *pending_keys;  /* "peer\nkeyId" -> gint64* next attempt (us) */
@@ -229,6 +232,8 @@ struct _NatterGroups
   guint                   peers_in_window;
   guint                   tick_source;
   guint                   summary_idle;
+  guint                   summary_source;
+  guint                   ack_source;
   gboolean                shut_down;
 
   double                  drop_rate;
@@ -356,6 +361,7 @@ group_free (Group *g)
   natter_vector_clock_free (g->my_read);
   g_hash_table_unref (g->pulls);
   g_hash_table_unref (g->owe_summary);
+  g_hash_table_unref (g->acks);
   g_hash_table_unref (g->summary_sent);
   g_hash_table_unref (g->pending_welcome);
   g_hash_table_unref (g->pending_keys);
@@ -697,23 +703,77 @@ send_control (NatterGroups *self,
   return TRUE;
 }
 
+static gboolean on_flush_acks (gpointer user_data);
+
+/* Tree acknowledgements are collected for ACK_DELAY_MS and go as one
+ * signed message_delivered per parent: fewer signatures, and none of
+ * them in the way of the messages themselves. */
 static void
 send_ack (NatterGroups *self,
           Group        *g,
           const char   *peer,
           const char   *msg_id)
 {
-  JsonObject *content = json_object_new ();
-  g_autoptr(GBytes) wire = NULL;
+  GPtrArray *ids = g_hash_table_lookup (g->acks, peer);
 
-  json_object_set_string_member (content, "messageId", msg_id);
-  json_object_set_string_member (content, "status", "received");
-  wire = build_control (self, g, NATTER_MESSAGE_TYPE_MESSAGE_ACK, peer, content, FALSE);
-  if (wire != NULL && groups_send (self, peer, wire))
+  if (ids == NULL)
     {
-      self->stats.control_sent++;
-      self->stats.control_bytes += g_bytes_get_size (wire);
+      ids = g_ptr_array_new_with_free_func (g_free);
+      g_hash_table_insert (g->acks, g_strdup (peer), ids);
     }
+  g_ptr_array_add (ids, g_strdup (msg_id));
+  if (self->ack_source == 0 && !self->shut_down)
+    self->ack_source = g_timeout_add (ACK_DELAY_MS, on_flush_acks, self);
+}
+
+static void
+group_flush_acks (NatterGroups *self,
+                  Group        *g)
+{
+  GHashTableIter iter;
+  const char *peer;
+  GPtrArray *ids;
+
+  g_hash_table_iter_init (&iter, g->acks);
+  while (g_hash_table_iter_next (&iter, (gpointer *) &peer, (gpointer *) &ids))
+    for (guint done = 0; done < ids->len;)
+      {
+        guint n = MIN (ids->len - done, NATTER_MESSAGE_MAX_RECIPIENTS);
+        JsonObject *content = json_object_new ();
+        g_autoptr(GBytes) wire = NULL;
+
+        json_object_set_string_member (content, "messageId", g_ptr_array_index (ids, done));
+        if (n > 1)
+          {
+            JsonArray *array = json_array_sized_new (n);
+
+            for (guint i = 0; i < n; i++)
+              json_array_add_string_element (array, g_ptr_array_index (ids, done + i));
+            json_object_set_array_member (content, "messageIds", array);
+          }
+        done += n;
+        wire = build_control (self, g, NATTER_MESSAGE_TYPE_MESSAGE_DELIVERED, peer, content, FALSE);
+        if (wire != NULL && groups_send (self, peer, wire))
+          {
+            self->stats.control_sent++;
+            self->stats.control_bytes += g_bytes_get_size (wire);
+          }
+      }
+  g_hash_table_remove_all (g->acks);
+}
+
+static gboolean
+on_flush_acks (gpointer user_data)
+{
+  NatterGroups *self = user_data;
+  GHashTableIter iter;
+  Group *g;
+
+  self->ack_source = 0;
+  g_hash_table_iter_init (&iter, self->groups);
+  while (g_hash_table_iter_next (&iter, NULL, (gpointer *) &g))
+    group_flush_acks (self, g);
+  return G_SOURCE_REMOVE;
 }
 
 /* Connected, and not cut off by the tests' partition hook. */
@@ -915,9 +975,8 @@ static void
 receive_ack (NatterGroups  *self,
              Group         *g,
              const char    *from,
-             NatterMessage *message)
+             const char    *msg_id)
 {
-  const char *msg_id = json_get_string (message->content, "messageId");
   Inflight *inflight = msg_id != NULL ? g_hash_table_lookup (g->inflight, msg_id) : NULL;
 
   if (inflight == NULL)
@@ -1058,6 +1117,7 @@ group_new (NatterGroups *self,
   g->my_read = natter_vector_clock_new ();
   g->pulls = g_hash_table_new_full (g_str_hash, g_str_equal, g_free, g_free);
   g->owe_summary = str_set_new ();
+  g->acks = g_hash_table_new_full (g_str_hash, g_str_equal, g_free, (GDestroyNotify) g_ptr_array_unref);
   g->summary_sent = str_time_table_new ();
   g->pending_welcome = str_time_table_new ();
   g->pending_keys = str_time_table_new ();
@@ -1723,13 +1783,13 @@ group_send_summary (Group      *g,
 }
 
 static gboolean
-on_summary_idle (gpointer user_data)
+on_summary_timeout (gpointer user_data)
 {
   NatterGroups *self = user_data;
   GHashTableIter iter;
   Group *g;
 
-  self->summary_idle = 0;
+  self->summary_source = 0;
   g_hash_table_iter_init (&iter, self->groups);
   while (g_hash_table_iter_next (&iter, NULL, (gpointer *) &g))
     {
@@ -1751,11 +1811,30 @@ on_summary_idle (gpointer user_data)
   return G_SOURCE_REMOVE;
 }
 
+/* After deliveries: sync state (and pulls) soon, receipts a bit later. */
+static gboolean
+on_sync_idle (gpointer user_data)
+{
+  NatterGroups *self = user_data;
+  GHashTableIter iter;
+  Group *g;
+
+  self->summary_idle = 0;
+  g_hash_table_iter_init (&iter, self->groups);
+  while (g_hash_table_iter_next (&iter, NULL, (gpointer *) &g))
+    group_update_syncing (g);
+  return G_SOURCE_REMOVE;
+}
+
 static void
 schedule_summaries (NatterGroups *self)
 {
-  if (self->summary_idle == 0 && !self->shut_down)
-    self->summary_idle = g_idle_add_full (G_PRIORITY_LOW, on_summary_idle, self, NULL);
+  if (self->shut_down)
+    return;
+  if (self->summary_idle == 0)
+    self->summary_idle = g_idle_add_full (G_PRIORITY_LOW, on_sync_idle, self, NULL);
+  if (self->summary_source == 0)
+    self->summary_source = g_timeout_add (SUMMARY_DELAY_MS, on_summary_timeout, self);
 }
 
 /* Asks connected members for what they have and we lack. */
@@ -2206,7 +2285,7 @@ natter_groups_receive (NatterGroups  *self,
   if (message->group == NULL)
     return FALSE;
   if (message->type != NATTER_MESSAGE_TYPE_GROUP_MESSAGE &&
-      message->type != NATTER_MESSAGE_TYPE_MESSAGE_ACK &&
+      message->type != NATTER_MESSAGE_TYPE_MESSAGE_DELIVERED &&
       message->type != NATTER_MESSAGE_TYPE_TYPING_INDICATOR)
     return FALSE;
   if (self->shut_down || g_hash_table_contains (self->blocked, from_peer))
@@ -2266,8 +2345,20 @@ natter_groups_receive (NatterGroups  *self,
 
   switch (message->type)
     {
-    case NATTER_MESSAGE_TYPE_MESSAGE_ACK:
-      receive_ack (self, g, from_peer, message);
+    case NATTER_MESSAGE_TYPE_MESSAGE_DELIVERED:
+      {
+        JsonArray *ids = json_get_array (message->content, "messageIds");
+
+        if (ids == NULL)
+          receive_ack (self, g, from_peer, json_get_string (message->content, "messageId"));
+        for (guint i = 0; ids != NULL && i < json_array_get_length (ids); i++)
+          {
+            JsonNode *node = json_array_get_element (ids, i);
+
+            if (JSON_NODE_HOLDS_VALUE (node) && json_node_get_value_type (node) == G_TYPE_STRING)
+              receive_ack (self, g, from_peer, json_node_get_string (node));
+          }
+      }
       break;
 
     case NATTER_MESSAGE_TYPE_TYPING_INDICATOR:
@@ -3016,6 +3107,8 @@ natter_groups_shutdown (NatterGroups *self)
   self->shut_down = TRUE;
   g_clear_handle_id (&self->tick_source, g_source_remove);
   g_clear_handle_id (&self->summary_idle, g_source_remove);
+  g_clear_handle_id (&self->summary_source, g_source_remove);
+  g_clear_handle_id (&self->ack_source, g_source_remove);
 }
 
 static void
@@ -3025,6 +3118,8 @@ natter_groups_finalize (GObject *object)
 
   g_clear_handle_id (&self->tick_source, g_source_remove);
   g_clear_handle_id (&self->summary_idle, g_source_remove);
+  g_clear_handle_id (&self->summary_source, g_source_remove);
+  g_clear_handle_id (&self->ack_source, g_source_remove);
   g_hash_table_unref (self->groups);
   g_hash_table_unref (self->rtt);
   g_hash_table_unref (self->last_ping);

@@ -46,7 +46,7 @@
  * member pairwise (encrypted to that member); any member that holds a key
  * may hand it to a member that asks and is entitled to it. */
 
-#define TICK_MS               50
+#define TICK_MS               100
 #define ACK_DELAY_MS          20      /* tree acknowledgements are batched */
 #define SUMMARY_DELAY_MS      150     /* receipts (summaries) are batched */
 #define ACK_TIMEOUT_MS        400     /* per tree level below the child */

@@ -311,6 +311,20 @@ test_membership (void)
   }
   after = natter_groups_get_info (admin->groups, cluster->group_id);
   g_assert_cmpstr (after->key_id, !=, before->key_id);
+  /* The new key reaches the remaining members pairwise. */
+  {
+    gboolean done = FALSE;
+
+    for (guint tries = 0; tries < 200 && !done; tries++)
+      {
+        done = TRUE;
+        for (guint i = 0; i < 4; i++)
+          done &= groups_has_key (cluster_node (cluster, i)->groups, cluster->group_id, after->key_id);
+        if (!done)
+          cluster_sleep (0.05);
+      }
+    g_assert_true (done);
+  }
 
   /* Bob writes after the removal. */
   secret = natter_groups_send_text (bob->groups, cluster->group_id, "after the removal", &error);

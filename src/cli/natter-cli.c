@@ -352,6 +352,8 @@ error_code_name (const GError *error)
     return "invalid";
   if (g_error_matches (error, G_IO_ERROR, G_IO_ERROR_EXISTS))
     return "exists";
+  if (g_error_matches (error, G_IO_ERROR, G_IO_ERROR_BUSY))
+    return "busy";
   return "failed";
 }
 

@@ -1185,7 +1185,9 @@ group_send_stream (NatterGroups *self,
   if (key == NULL)
     {
       json_object_unref (content);
-      g_set_error (error, G_IO_ERROR, G_IO_ERROR_FAILED, "The group key is missing");
+      /* Right after a rotation, until the admin's key frame arrives. */
+      g_set_error (error, G_IO_ERROR, G_IO_ERROR_BUSY,
+                   "The new group key has not arrived yet; try again shortly");
       return NULL;
     }
   clock = natter_causal_buffer_dup_local_clock (g->buffer);

@@ -807,6 +807,47 @@ test_depth_limit (void)
   g_clear_error (&error);
 }
 
+/* sign_encode() gives the same message as sign() then encode(), in one
+ * serialization: every type, routing fields set and not. */
+static void
+test_sign_encode (void)
+{
+  for (int t = 0; t < NATTER_MESSAGE_N_TYPES; t++)
+    for (int routed = 0; routed < 2; routed++)
+      {
+        g_autoptr(NatterMessage) msg = sample_message ((NatterMessageType) t);
+        g_autoptr(NatterMessage) copy = NULL;
+        g_autoptr(NatterMessage) decoded = NULL;
+        g_autoptr(NatterMessage) expected = NULL;
+        g_autoptr(GBytes) wire = NULL;
+        g_autoptr(GBytes) reference = NULL;
+        g_autoptr(GBytes) again = NULL;
+        g_autoptr(GBytes) expected_again = NULL;
+        GError *error = NULL;
+
+        if (!routed)
+          {
+            g_clear_pointer (&msg->route, g_strfreev);
+            msg->hops = 0;
+            msg->retry_count = 0;
+          }
+        copy = natter_message_copy (msg);
+        wire = natter_message_sign_encode (msg, alice, &error);
+        g_assert_no_error (error);
+        g_assert_true (natter_message_sign (copy, alice, &error));
+        reference = natter_message_encode (copy, &error);
+        g_assert_no_error (error);
+
+        decoded = natter_message_decode (wire, NATTER_MESSAGE_DECODE_VERIFY, &error);
+        g_assert_no_error (error);
+        expected = natter_message_decode (reference, NATTER_MESSAGE_DECODE_VERIFY, &error);
+        g_assert_no_error (error);
+        again = natter_message_encode (decoded, &error);
+        expected_again = natter_message_encode (expected, &error);
+        g_assert_true (g_bytes_equal (again, expected_again));
+      }
+}
+
 int
 main (int   argc,
       char *argv[])
@@ -824,6 +865,7 @@ main (int   argc,
   g_test_add_func ("/message/round-trip/every-type", test_round_trip_every_type);
   g_test_add_func ("/message/round-trip/defaults", test_round_trip_defaults);
   g_test_add_func ("/message/copy", test_copy);
+  g_test_add_func ("/message/sign-encode", test_sign_encode);
   g_test_add_func ("/message/canonical-bytes", test_canonical_bytes);
   g_test_add_func ("/message/sign/verify", test_sign_verify);
   g_test_add_func ("/message/sign/refuses", test_sign_refuses);

@@ -7,10 +7,14 @@
 #include "config.h"
 
 #include <glib/gi18n.h>
+#include <glib-unix.h>
+#include <signal.h>
 
 #include "natter-application.h"
+#include "natter-invite.h"
+#include "natter-messaging-service.h"
+#include "natter-preferences-window.h"
 #include "natter-profile.h"
-#include "natter-store.h"
 #include "natter-window.h"
 
 struct _NatterApplication
@@ -19,10 +23,24 @@ struct _NatterApplication
 
   char *profile_name;
   NatterProfile *profile;
-  NatterStore *store;
-  GListStore *conversations;
+  NatterMessagingService *service;
   GCancellable *cancellable;
+
+  /* Overrides from the command line, for this run only. */
+  char **rendezvous;
+  char *stun;
+  char **turn;
+  char *interfaces;
+  gboolean no_lan;
+
+  /* natter: links given before the window existed. */
+  GPtrArray *pending_uris;
+
+  guint sigterm_id;
+  guint sigint_id;
   gboolean opening;
+  gboolean started;
+  gboolean stopping;
   gboolean startup_failed;
 };
 
@@ -31,6 +49,16 @@ G_DEFINE_FINAL_TYPE (NatterApplication, natter_application, ADW_TYPE_APPLICATION
 static const GOptionEntry option_entries[] = {
   { "profile", 'p', 0, G_OPTION_ARG_STRING, NULL,
     N_("Use the profile NAME, or the folder PATH when it contains a slash"), N_("NAME|PATH") },
+  { "rendezvous", 0, 0, G_OPTION_ARG_STRING_ARRAY, NULL,
+    N_("Use the rendezvous server URL (repeatable) instead of the preferences"), N_("URL") },
+  { "stun", 0, 0, G_OPTION_ARG_STRING, NULL,
+    N_("Use the STUN server HOST:PORT instead of the preferences"), N_("HOST:PORT") },
+  { "turn", 0, 0, G_OPTION_ARG_STRING_ARRAY, NULL,
+    N_("Use the TURN server USER:PASSWORD@HOST:PORT (repeatable)"), N_("SERVER") },
+  { "interfaces", 0, 0, G_OPTION_ARG_STRING, NULL,
+    N_("Use only these network interfaces (comma separated)"), N_("NAMES") },
+  { "no-lan", 0, 0, G_OPTION_ARG_NONE, NULL,
+    N_("Do not look for contacts on the local network"), NULL },
   { "version", 0, 0, G_OPTION_ARG_NONE, NULL, N_("Print the version and exit"), NULL },
   { NULL }
 };
@@ -64,54 +92,109 @@ show_startup_error (NatterApplication *self,
   self->opening = FALSE;
 }
 
+static NatterWindow *
+get_window (NatterApplication *self)
+{
+  for (GList *l = gtk_application_get_windows (GTK_APPLICATION (self)); l != NULL; l = l->next)
+    if (NATTER_IS_WINDOW (l->data))
+      return l->data;
+  return NULL;
+}
+
+static void
+open_uri (NatterApplication *self,
+          const char        *uri)
+{
+  NatterWindow *window = get_window (self);
+  g_autoptr(GError) error = NULL;
+  g_autofree char *peer_id = NULL;
+  g_autofree char *name = NULL;
+
+  if (window == NULL)
+    {
+      g_ptr_array_add (self->pending_uris, g_strdup (uri));
+      return;
+    }
+  if (!natter_invite_parse (uri, &peer_id, &name, &error))
+    {
+      natter_window_show_toast (window, error->message);
+      return;
+    }
+  natter_window_open_invite (window, peer_id, name);
+}
+
 static void
 present_window (NatterApplication *self)
 {
   NatterWindow *window;
 
-  window = natter_window_new (ADW_APPLICATION (self), self->profile,
-                              G_LIST_MODEL (self->conversations));
+  window = natter_window_new (ADW_APPLICATION (self), self->profile, self->service);
   gtk_window_present (GTK_WINDOW (window));
+
+  for (guint i = 0; i < self->pending_uris->len; i++)
+    open_uri (self, g_ptr_array_index (self->pending_uris, i));
+  g_ptr_array_set_size (self->pending_uris, 0);
 }
 
 static void
-on_conversations_listed (GObject      *source,
-                         GAsyncResult *result,
-                         gpointer      user_data)
+on_service_stopped (GObject      *source,
+                    GAsyncResult *result,
+                    gpointer      user_data)
 {
   g_autoptr(NatterApplication) self = user_data;
-  g_autoptr(GListModel) conversations = NULL;
   g_autoptr(GError) error = NULL;
 
-  conversations = natter_store_list_conversations_finish (NATTER_STORE (source), result, &error);
-  if (conversations == NULL)
-    {
-      if (!g_error_matches (error, G_IO_ERROR, G_IO_ERROR_CANCELLED))
-        g_warning ("Could not load conversations: %s", error->message);
-    }
-  else
-    {
-      guint n = g_list_model_get_n_items (conversations);
-      g_autoptr(GPtrArray) items = g_ptr_array_new_full (n, g_object_unref);
+  if (!natter_messaging_service_stop_finish (NATTER_MESSAGING_SERVICE (source), result, &error))
+    g_warning ("Could not stop cleanly: %s", error->message);
+  g_application_release (G_APPLICATION (self));
+}
 
-      for (guint i = 0; i < n; i++)
-        g_ptr_array_add (items, g_list_model_get_item (conversations, i));
-      g_list_store_splice (self->conversations, 0,
-                           g_list_model_get_n_items (G_LIST_MODEL (self->conversations)),
-                           items->pdata, items->len);
-    }
+/* Peers are told we go offline and pending writes are committed before the
+ * process ends: the service holds the application until it has stopped. */
+static void
+stop_service (NatterApplication *self)
+{
+  if (!self->started || self->stopping)
+    return;
+  self->stopping = TRUE;
+  natter_messaging_service_stop_async (self->service, NULL, on_service_stopped,
+                                       g_object_ref (self));
 }
 
 static void
-on_store_opened (GObject      *source,
-                 GAsyncResult *result,
-                 gpointer      user_data)
+quit (NatterApplication *self)
+{
+  GList *windows = g_list_copy (gtk_application_get_windows (GTK_APPLICATION (self)));
+
+  /* Hold across the windows' destruction so that the service can stop. */
+  g_application_hold (G_APPLICATION (self));
+  for (GList *l = windows; l != NULL; l = l->next)
+    gtk_window_destroy (l->data);
+  g_list_free (windows);
+  if (self->started)
+    stop_service (self);
+  g_application_release (G_APPLICATION (self));
+  if (!self->started)
+    g_application_quit (G_APPLICATION (self));
+}
+
+static gboolean
+on_unix_signal (gpointer user_data)
+{
+  quit (NATTER_APPLICATION (user_data));
+  return G_SOURCE_CONTINUE;
+}
+
+static void
+on_service_started (GObject      *source,
+                    GAsyncResult *result,
+                    gpointer      user_data)
 {
   g_autoptr(NatterApplication) self = user_data;
   g_autoptr(GError) error = NULL;
 
   self->opening = FALSE;
-  if (!natter_store_open_finish (NATTER_STORE (source), result, &error))
+  if (!natter_messaging_service_start_finish (NATTER_MESSAGING_SERVICE (source), result, &error))
     {
       if (!g_error_matches (error, G_IO_ERROR, G_IO_ERROR_CANCELLED))
         show_startup_error (self, error);
@@ -119,12 +202,45 @@ on_store_opened (GObject      *source,
       return;
     }
 
+  /* This hold is released once the service has stopped. */
+  self->started = TRUE;
   present_window (self);
-  g_application_release (G_APPLICATION (self));
+}
 
-  natter_store_list_conversations_async (self->store, self->cancellable,
-                                         on_conversations_listed,
-                                         g_object_ref (self));
+static char **
+settings_strv_or_null (GSettings  *settings,
+                       const char *key)
+{
+  g_auto(GStrv) value = g_settings_get_strv (settings, key);
+
+  if (value == NULL || value[0] == NULL)
+    return NULL;
+  return g_steal_pointer (&value);
+}
+
+/* The preferences of the profile, then what the command line says for this
+ * run.  The service reads the "interfaces" setting and NATTER_INTERFACES
+ * itself. */
+static void
+configure_service (NatterApplication *self)
+{
+  GSettings *settings = natter_profile_get_settings (self->profile);
+  g_auto(GStrv) rendezvous = settings_strv_or_null (settings, "rendezvous-servers");
+  g_auto(GStrv) turn = settings_strv_or_null (settings, "turn-servers");
+  g_autofree char *stun = g_settings_get_string (settings, "stun-server");
+
+  g_object_set (self->service,
+                "rendezvous-urls", self->rendezvous != NULL ? self->rendezvous : rendezvous,
+                "turn-servers", self->turn != NULL ? self->turn : turn,
+                "stun-server", self->stun != NULL ? self->stun : (stun[0] != '\0' ? stun : NULL),
+                "lan-discovery", !self->no_lan && g_settings_get_boolean (settings, "lan-discovery"),
+                NULL);
+  if (self->interfaces != NULL)
+    {
+      g_auto(GStrv) names = g_strsplit (self->interfaces, ",", -1);
+
+      g_object_set (self->service, "interfaces", names, NULL);
+    }
 }
 
 static void
@@ -145,9 +261,10 @@ on_profile_opened (GObject      *source,
       return;
     }
 
-  self->store = natter_store_new (natter_profile_get_database_path (self->profile));
-  natter_store_open_async (self->store, self->cancellable, on_store_opened,
-                           g_object_ref (self));
+  self->service = natter_messaging_service_new (self->profile);
+  configure_service (self);
+  natter_messaging_service_start_async (self->service, self->cancellable, on_service_started,
+                                        g_object_ref (self));
 }
 
 static void
@@ -165,13 +282,31 @@ natter_application_activate (GApplication *app)
   if (self->opening || self->profile != NULL)
     return;
 
-  /* Opening the profile touches the disk (lock, identity key) and the store
-   * runs migrations: both happen off the main loop, and the application is
-   * held so that it does not quit before the window exists. */
+  /* Opening the profile touches the disk (lock, identity key) and the
+   * service opens the store and runs migrations: all of it happens off the
+   * main loop, and the application is held so that it does not quit before
+   * the window exists. */
   self->opening = TRUE;
   g_application_hold (app);
   natter_profile_open_async (self->profile_name, self->cancellable,
                              on_profile_opened, g_object_ref (self));
+}
+
+static void
+natter_application_open (GApplication  *app,
+                         GFile        **files,
+                         int            n_files,
+                         const char    *hint)
+{
+  NatterApplication *self = NATTER_APPLICATION (app);
+
+  natter_application_activate (app);
+  for (int i = 0; i < n_files; i++)
+    {
+      g_autofree char *uri = g_file_get_uri (files[i]);
+
+      open_uri (self, uri);
+    }
 }
 
 static int
@@ -201,6 +336,12 @@ natter_application_handle_local_options (GApplication *app,
       self->profile_name = g_strdup (profile);
     }
 
+  g_variant_dict_lookup (options, "rendezvous", "^as", &self->rendezvous);
+  g_variant_dict_lookup (options, "stun", "s", &self->stun);
+  g_variant_dict_lookup (options, "turn", "^as", &self->turn);
+  g_variant_dict_lookup (options, "interfaces", "s", &self->interfaces);
+  self->no_lan = g_variant_dict_contains (options, "no-lan");
+
   return -1;
 }
 
@@ -225,28 +366,79 @@ about_action (GSimpleAction *action,
 }
 
 static void
+preferences_action (GSimpleAction *action,
+                    GVariant      *parameter,
+                    gpointer       user_data)
+{
+  NatterApplication *self = user_data;
+  NatterPreferencesWindow *preferences;
+
+  if (self->profile == NULL)
+    return;
+  preferences = natter_preferences_window_new (self->profile);
+  gtk_window_set_transient_for (GTK_WINDOW (preferences),
+                                gtk_application_get_active_window (GTK_APPLICATION (self)));
+  gtk_window_present (GTK_WINDOW (preferences));
+}
+
+/* The default action of a message notification. */
+static void
+open_conversation_action (GSimpleAction *action,
+                          GVariant      *parameter,
+                          gpointer       user_data)
+{
+  NatterApplication *self = user_data;
+  NatterWindow *window = get_window (self);
+
+  if (window == NULL)
+    return;
+  natter_window_open_conversation (window, g_variant_get_string (parameter, NULL));
+  gtk_window_present (GTK_WINDOW (window));
+}
+
+static void
 quit_action (GSimpleAction *action,
              GVariant      *parameter,
              gpointer       user_data)
 {
-  g_application_quit (G_APPLICATION (user_data));
+  quit (NATTER_APPLICATION (user_data));
 }
 
 static const GActionEntry app_actions[] = {
   { "about", about_action },
+  { "preferences", preferences_action },
+  { "open-conversation", open_conversation_action, "s" },
   { "quit", quit_action },
 };
 
 static void
+on_window_removed (GtkApplication *app,
+                   GtkWindow      *window)
+{
+  NatterApplication *self = NATTER_APPLICATION (app);
+
+  /* Closing the main window ends the run, like quitting. */
+  if (NATTER_IS_WINDOW (window) && get_window (self) == NULL)
+    stop_service (self);
+}
+
+static void
 natter_application_startup (GApplication *app)
 {
+  NatterApplication *self = NATTER_APPLICATION (app);
   static const char *quit_accels[] = { "<Control>q", NULL };
+  static const char *preferences_accels[] = { "<Control>comma", NULL };
 
   G_APPLICATION_CLASS (natter_application_parent_class)->startup (app);
 
   g_action_map_add_action_entries (G_ACTION_MAP (app), app_actions,
                                    G_N_ELEMENTS (app_actions), app);
   gtk_application_set_accels_for_action (GTK_APPLICATION (app), "app.quit", quit_accels);
+  gtk_application_set_accels_for_action (GTK_APPLICATION (app), "app.preferences", preferences_accels);
+  g_signal_connect (app, "window-removed", G_CALLBACK (on_window_removed), NULL);
+
+  self->sigterm_id = g_unix_signal_add (SIGTERM, on_unix_signal, self);
+  self->sigint_id = g_unix_signal_add (SIGINT, on_unix_signal, self);
 }
 
 static void
@@ -255,6 +447,8 @@ natter_application_shutdown (GApplication *app)
   NatterApplication *self = NATTER_APPLICATION (app);
 
   g_cancellable_cancel (self->cancellable);
+  g_clear_handle_id (&self->sigterm_id, g_source_remove);
+  g_clear_handle_id (&self->sigint_id, g_source_remove);
   G_APPLICATION_CLASS (natter_application_parent_class)->shutdown (app);
 }
 
@@ -264,8 +458,7 @@ natter_application_dispose (GObject *object)
   NatterApplication *self = NATTER_APPLICATION (object);
 
   g_cancellable_cancel (self->cancellable);
-  g_clear_object (&self->conversations);
-  g_clear_object (&self->store);
+  g_clear_object (&self->service);
   g_clear_object (&self->profile);
   g_clear_object (&self->cancellable);
 
@@ -278,6 +471,11 @@ natter_application_finalize (GObject *object)
   NatterApplication *self = NATTER_APPLICATION (object);
 
   g_free (self->profile_name);
+  g_strfreev (self->rendezvous);
+  g_free (self->stun);
+  g_strfreev (self->turn);
+  g_free (self->interfaces);
+  g_ptr_array_unref (self->pending_uris);
 
   G_OBJECT_CLASS (natter_application_parent_class)->finalize (object);
 }
@@ -292,6 +490,7 @@ natter_application_class_init (NatterApplicationClass *klass)
   object_class->finalize = natter_application_finalize;
 
   app_class->activate = natter_application_activate;
+  app_class->open = natter_application_open;
   app_class->startup = natter_application_startup;
   app_class->shutdown = natter_application_shutdown;
   app_class->handle_local_options = natter_application_handle_local_options;
@@ -301,7 +500,7 @@ static void
 natter_application_init (NatterApplication *self)
 {
   self->cancellable = g_cancellable_new ();
-  self->conversations = g_list_store_new (NATTER_TYPE_CONVERSATION);
+  self->pending_uris = g_ptr_array_new_with_free_func (g_free);
   g_application_add_main_option_entries (G_APPLICATION (self), option_entries);
 }
 
@@ -318,7 +517,7 @@ natter_application_new (void)
 {
   return g_object_new (NATTER_TYPE_APPLICATION,
                        "application-id", APP_ID,
-                       "flags", G_APPLICATION_NON_UNIQUE,
+                       "flags", G_APPLICATION_NON_UNIQUE | G_APPLICATION_HANDLES_OPEN,
                        "resource-base-path", "/org/natter/Natter",
                        NULL);
 }

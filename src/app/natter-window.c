@@ -8,6 +8,12 @@
 
 #include <glib/gi18n.h>
 
+#include "natter-add-contact-dialog.h"
+#include "natter-app-util.h"
+#include "natter-chat-view.h"
+#include "natter-contacts-window.h"
+#include "natter-conversation-row.h"
+#include "natter-invite.h"
 #include "natter-window.h"
 
 struct _NatterWindow
@@ -15,9 +21,13 @@ struct _NatterWindow
   AdwApplicationWindow parent_instance;
 
   NatterProfile *profile;
-  GListModel *conversations;
+  NatterMessagingService *service;
+  GtkSortListModel *sorted;
+  GtkFilterListModel *filtered;
+  GtkStringFilter *filter;
   GtkSingleSelection *selection;
   GSettings *settings;
+  guint reselect_id;
 
   /* Template widgets */
   AdwToastOverlay *toast_overlay;
@@ -25,8 +35,12 @@ struct _NatterWindow
   AdwAvatar *avatar;
   GtkLabel *display_name_label;
   GtkLabel *peer_id_label;
+  GtkSearchBar *search_bar;
+  GtkSearchEntry *search_entry;
   GtkStack *sidebar_stack;
   GtkListView *conversation_list;
+  GtkStack *content_stack;
+  NatterChatView *chat_view;
 };
 
 G_DEFINE_FINAL_TYPE (NatterWindow, natter_window, ADW_TYPE_APPLICATION_WINDOW)
@@ -34,7 +48,7 @@ G_DEFINE_FINAL_TYPE (NatterWindow, natter_window, ADW_TYPE_APPLICATION_WINDOW)
 enum {
   PROP_0,
   PROP_PROFILE,
-  PROP_CONVERSATIONS,
+  PROP_SERVICE,
   N_PROPS
 };
 
@@ -43,10 +57,48 @@ static GParamSpec *properties[N_PROPS];
 static void
 update_sidebar_page (NatterWindow *self)
 {
-  gboolean empty = self->conversations == NULL ||
-                   g_list_model_get_n_items (self->conversations) == 0;
+  GListModel *all = self->service != NULL ? natter_messaging_service_get_conversations (self->service) : NULL;
+  const char *page = "list";
 
-  gtk_stack_set_visible_child_name (self->sidebar_stack, empty ? "empty" : "list");
+  if (all == NULL || g_list_model_get_n_items (all) == 0)
+    page = "empty";
+  else if (g_list_model_get_n_items (G_LIST_MODEL (self->filtered)) == 0)
+    page = "no-results";
+  gtk_stack_set_visible_child_name (self->sidebar_stack, page);
+}
+
+/* The service moves a conversation to the top when it changes; the open
+ * one stays selected.  Not from inside items-changed: the list view is
+ * still handling the change then. */
+static gboolean
+reselect_open_conversation (gpointer user_data)
+{
+  NatterWindow *self = user_data;
+  const char *current = natter_chat_view_get_peer_id (self->chat_view);
+  guint n = g_list_model_get_n_items (G_LIST_MODEL (self->selection));
+  guint found = GTK_INVALID_LIST_POSITION;
+
+  self->reselect_id = 0;
+  for (guint i = 0; current != NULL && i < n; i++)
+    {
+      g_autoptr(NatterConversation) c = g_list_model_get_item (G_LIST_MODEL (self->selection), i);
+
+      if (g_strcmp0 (natter_conversation_get_peer_id (c), current) == 0)
+        {
+          found = i;
+          break;
+        }
+    }
+  if (gtk_single_selection_get_selected (self->selection) != found)
+    gtk_single_selection_set_selected (self->selection, found);
+  return G_SOURCE_REMOVE;
+}
+
+static void
+queue_reselect (NatterWindow *self)
+{
+  if (self->reselect_id == 0)
+    self->reselect_id = g_idle_add (reselect_open_conversation, self);
 }
 
 static void
@@ -57,6 +109,7 @@ on_conversations_changed (NatterWindow *self,
                           GListModel   *model)
 {
   update_sidebar_page (self);
+  queue_reselect (self);
 }
 
 static void
@@ -85,21 +138,42 @@ on_display_name_changed (NatterWindow *self,
 }
 
 static void
+copy_text (NatterWindow *self,
+           const char   *text,
+           const char   *toast)
+{
+  gdk_clipboard_set_text (gtk_widget_get_clipboard (GTK_WIDGET (self)), text);
+  adw_toast_overlay_add_toast (self->toast_overlay, adw_toast_new (toast));
+}
+
+static void
 copy_peer_id_action (GtkWidget  *widget,
                      const char *action_name,
                      GVariant   *parameter)
 {
   NatterWindow *self = NATTER_WINDOW (widget);
-  NatterIdentity *identity;
 
   if (self->profile == NULL)
     return;
+  copy_text (self, natter_identity_get_peer_id (natter_profile_get_identity (self->profile)),
+             _("Peer ID copied"));
+}
 
-  identity = natter_profile_get_identity (self->profile);
-  gdk_clipboard_set_text (gtk_widget_get_clipboard (widget),
-                          natter_identity_get_peer_id (identity));
-  adw_toast_overlay_add_toast (self->toast_overlay,
-                               adw_toast_new (_("Peer ID copied")));
+static void
+copy_invite_link_action (GtkWidget  *widget,
+                         const char *action_name,
+                         GVariant   *parameter)
+{
+  NatterWindow *self = NATTER_WINDOW (widget);
+  g_autofree char *name = NULL;
+  g_autofree char *link = NULL;
+
+  if (self->profile == NULL)
+    return;
+  name = natter_profile_dup_display_name (self->profile);
+  link = natter_invite_build (natter_identity_get_peer_id (natter_profile_get_identity (self->profile)),
+                              name);
+  copy_text (self, link, _("Invite link copied"));
 }
 
 static void
@@ -113,38 +187,218 @@ show_sidebar_action (GtkWidget  *widget,
 }
 
 static void
-natter_window_set_conversations (NatterWindow *self,
-                                 GListModel   *conversations)
+add_contact_action (GtkWidget  *widget,
+                    const char *action_name,
+                    GVariant   *parameter)
 {
-  if (self->conversations != NULL)
-    g_signal_handlers_disconnect_by_func (self->conversations,
-                                          on_conversations_changed, self);
-  g_set_object (&self->conversations, conversations);
-  if (conversations != NULL)
-    g_signal_connect_object (conversations, "items-changed",
-                             G_CALLBACK (on_conversations_changed), self,
-                             G_CONNECT_SWAPPED);
+  natter_window_open_invite (NATTER_WINDOW (widget), NULL, NULL);
+}
 
-  gtk_single_selection_set_model (self->selection, conversations);
+static void
+show_contacts_action (GtkWidget  *widget,
+                      const char *action_name,
+                      GVariant   *parameter)
+{
+  NatterWindow *self = NATTER_WINDOW (widget);
+  NatterContactsWindow *contacts;
+
+  if (self->service == NULL)
+    return;
+  contacts = natter_contacts_window_new (self->service);
+  gtk_window_set_transient_for (GTK_WINDOW (contacts), GTK_WINDOW (self));
+  gtk_window_present (GTK_WINDOW (contacts));
+}
+
+static void
+search_conversations_action (GtkWidget  *widget,
+                             const char *action_name,
+                             GVariant   *parameter)
+{
+  NatterWindow *self = NATTER_WINDOW (widget);
+
+  adw_leaflet_navigate (self->leaflet, ADW_NAVIGATION_DIRECTION_BACK);
+  gtk_search_bar_set_search_mode (self->search_bar, TRUE);
+  gtk_widget_grab_focus (GTK_WIDGET (self->search_entry));
+}
+
+/* Alt+Up and Alt+Down walk the sidebar, as in other GNOME chat apps. */
+static void
+move_conversation_action (GtkWidget  *widget,
+                          const char *action_name,
+                          GVariant   *parameter)
+{
+  NatterWindow *self = NATTER_WINDOW (widget);
+  guint n = g_list_model_get_n_items (G_LIST_MODEL (self->selection));
+  guint selected = gtk_single_selection_get_selected (self->selection);
+  int step = g_variant_get_int32 (parameter);
+  guint next;
+  g_autoptr(NatterConversation) conversation = NULL;
+
+  if (n == 0)
+    return;
+  if (selected == GTK_INVALID_LIST_POSITION)
+    next = step > 0 ? 0 : n - 1;
+  else if (step < 0 && selected == 0)
+    return;
+  else
+    next = MIN (selected + step, n - 1);
+  conversation = g_list_model_get_item (G_LIST_MODEL (self->selection), next);
+  natter_window_open_conversation (self, natter_conversation_get_peer_id (conversation));
+}
+
+static void
+on_search_changed (NatterWindow   *self,
+                   GtkSearchEntry *entry)
+{
+  gtk_string_filter_set_search (self->filter, gtk_editable_get_text (GTK_EDITABLE (entry)));
   update_sidebar_page (self);
+}
+
+static void
+on_search_activate (NatterWindow   *self,
+                    GtkSearchEntry *entry)
+{
+  g_autoptr(NatterConversation) first = NULL;
+
+  if (g_list_model_get_n_items (G_LIST_MODEL (self->filtered)) == 0)
+    return;
+  first = g_list_model_get_item (G_LIST_MODEL (self->filtered), 0);
+  natter_window_open_conversation (self, natter_conversation_get_peer_id (first));
+}
+
+static void
+on_conversation_activated (NatterWindow *self,
+                           guint         position,
+                           GtkListView  *list)
+{
+  g_autoptr(NatterConversation) conversation = g_list_model_get_item (G_LIST_MODEL (self->selection), position);
+
+  if (conversation != NULL)
+    natter_window_open_conversation (self, natter_conversation_get_peer_id (conversation));
+}
+
+static gboolean
+conversation_in_view (NatterWindow *self,
+                      const char   *peer_id)
+{
+  return gtk_window_is_active (GTK_WINDOW (self)) &&
+         g_strcmp0 (natter_chat_view_get_peer_id (self->chat_view), peer_id) == 0 &&
+         g_strcmp0 (gtk_stack_get_visible_child_name (self->content_stack), "chat") == 0 &&
+         (!adw_leaflet_get_folded (self->leaflet) ||
+          adw_leaflet_get_visible_child (self->leaflet) == GTK_WIDGET (self->content_stack));
+}
+
+static void
+on_message_received (NatterWindow      *self,
+                     NatterMessageItem *item,
+                     NatterMessagingService *service)
+{
+  const char *peer_id = natter_message_item_get_peer_id (item);
+  g_autoptr(GNotification) notification = NULL;
+  g_autofree char *name = NULL;
+  g_autofree char *id = NULL;
+  GApplication *app = G_APPLICATION (gtk_window_get_application (GTK_WINDOW (self)));
+
+  if (conversation_in_view (self, peer_id) || app == NULL)
+    return;
+
+  /* One notification per conversation, replaced by the newest message. */
+  name = natter_app_dup_peer_name (service, peer_id);
+  notification = g_notification_new (name);
+  g_notification_set_body (notification, natter_message_item_get_text (item));
+  g_notification_set_priority (notification, G_NOTIFICATION_PRIORITY_HIGH);
+  g_notification_set_default_action_and_target (notification, "app.open-conversation", "s", peer_id);
+  g_notification_set_category (notification, "im.received");
+  id = g_strconcat ("message-", peer_id, NULL);
+  g_application_send_notification (app, id, notification);
+}
+
+static void
+on_is_active_changed (NatterWindow *self)
+{
+  const char *peer_id = natter_chat_view_get_peer_id (self->chat_view);
+
+  if (peer_id != NULL && conversation_in_view (self, peer_id))
+    natter_chat_view_mark_read (self->chat_view);
+}
+
+static void
+factory_setup (GtkSignalListItemFactory *factory,
+               GtkListItem              *item,
+               NatterWindow             *self)
+{
+  gtk_list_item_set_child (item, GTK_WIDGET (natter_conversation_row_new (self->service)));
+}
+
+static void
+factory_bind (GtkSignalListItemFactory *factory,
+              GtkListItem              *item,
+              NatterWindow             *self)
+{
+  natter_conversation_row_set_conversation (NATTER_CONVERSATION_ROW (gtk_list_item_get_child (item)),
+                                            gtk_list_item_get_item (item));
+}
+
+static void
+factory_unbind (GtkSignalListItemFactory *factory,
+                GtkListItem              *item,
+                NatterWindow             *self)
+{
+  natter_conversation_row_set_conversation (NATTER_CONVERSATION_ROW (gtk_list_item_get_child (item)),
+                                            NULL);
 }
 
 static void
 natter_window_constructed (GObject *object)
 {
   NatterWindow *self = NATTER_WINDOW (object);
+  g_autoptr(GtkListItemFactory) factory = NULL;
+  GtkExpression *expression;
+  GtkSorter *sorter;
 
   G_OBJECT_CLASS (natter_window_parent_class)->constructed (object);
 
-  if (self->profile != NULL)
-    {
-      g_signal_connect_object (natter_profile_get_settings (self->profile),
-                               "changed::display-name",
-                               G_CALLBACK (on_display_name_changed), self,
-                               G_CONNECT_SWAPPED);
-      gtk_window_set_title (GTK_WINDOW (self), _("Natter"));
-    }
+  g_return_if_fail (self->profile != NULL);
+  g_return_if_fail (self->service != NULL);
+
+  g_signal_connect_object (natter_profile_get_settings (self->profile),
+                           "changed::display-name",
+                           G_CALLBACK (on_display_name_changed), self,
+                           G_CONNECT_SWAPPED);
   update_identity (self);
+
+  /* Most recent activity first; the filter matches names as typed. */
+  expression = gtk_property_expression_new (NATTER_TYPE_CONVERSATION, NULL, "last-activity");
+  sorter = GTK_SORTER (gtk_numeric_sorter_new (expression));
+  gtk_numeric_sorter_set_sort_order (GTK_NUMERIC_SORTER (sorter), GTK_SORT_DESCENDING);
+  self->sorted = gtk_sort_list_model_new (g_object_ref (natter_messaging_service_get_conversations (self->service)),
+                                          sorter);
+  self->filter = gtk_string_filter_new (gtk_property_expression_new (NATTER_TYPE_CONVERSATION, NULL, "title"));
+  gtk_string_filter_set_match_mode (self->filter, GTK_STRING_FILTER_MATCH_MODE_SUBSTRING);
+  gtk_string_filter_set_ignore_case (self->filter, TRUE);
+  self->filtered = gtk_filter_list_model_new (g_object_ref (G_LIST_MODEL (self->sorted)),
+                                              g_object_ref (GTK_FILTER (self->filter)));
+  self->selection = gtk_single_selection_new (g_object_ref (G_LIST_MODEL (self->filtered)));
+  gtk_single_selection_set_autoselect (self->selection, FALSE);
+  gtk_single_selection_set_can_unselect (self->selection, TRUE);
+  gtk_single_selection_set_selected (self->selection, GTK_INVALID_LIST_POSITION);
+  g_signal_connect_object (self->selection, "items-changed",
+                           G_CALLBACK (on_conversations_changed), self, G_CONNECT_SWAPPED);
+
+  factory = gtk_signal_list_item_factory_new ();
+  g_signal_connect_object (factory, "setup", G_CALLBACK (factory_setup), self, 0);
+  g_signal_connect_object (factory, "bind", G_CALLBACK (factory_bind), self, 0);
+  g_signal_connect_object (factory, "unbind", G_CALLBACK (factory_unbind), self, 0);
+  gtk_list_view_set_factory (self->conversation_list, factory);
+  gtk_list_view_set_model (self->conversation_list, GTK_SELECTION_MODEL (self->selection));
+
+  natter_chat_view_set_service (self->chat_view, self->service);
+  g_signal_connect_object (self->service, "message-received",
+                           G_CALLBACK (on_message_received), self, G_CONNECT_SWAPPED);
+  g_signal_connect_object (self, "notify::is-active",
+                           G_CALLBACK (on_is_active_changed), self, G_CONNECT_SWAPPED);
+
+  update_sidebar_page (self);
 }
 
 static void
@@ -152,12 +406,13 @@ natter_window_dispose (GObject *object)
 {
   NatterWindow *self = NATTER_WINDOW (object);
 
-  if (self->conversations != NULL)
-    g_signal_handlers_disconnect_by_func (self->conversations,
-                                          on_conversations_changed, self);
+  g_clear_handle_id (&self->reselect_id, g_source_remove);
   gtk_widget_dispose_template (GTK_WIDGET (self), NATTER_TYPE_WINDOW);
   g_clear_object (&self->selection);
-  g_clear_object (&self->conversations);
+  g_clear_object (&self->filtered);
+  g_clear_object (&self->filter);
+  g_clear_object (&self->sorted);
+  g_clear_object (&self->service);
   g_clear_object (&self->profile);
   g_clear_object (&self->settings);
 
@@ -177,8 +432,8 @@ natter_window_get_property (GObject    *object,
     case PROP_PROFILE:
       g_value_set_object (value, self->profile);
       break;
-    case PROP_CONVERSATIONS:
-      g_value_set_object (value, self->conversations);
+    case PROP_SERVICE:
+      g_value_set_object (value, self->service);
       break;
     default:
       G_OBJECT_WARN_INVALID_PROPERTY_ID (object, prop_id, pspec);
@@ -198,8 +453,8 @@ natter_window_set_property (GObject      *object,
     case PROP_PROFILE:
       self->profile = g_value_dup_object (value);
       break;
-    case PROP_CONVERSATIONS:
-      natter_window_set_conversations (self, g_value_get_object (value));
+    case PROP_SERVICE:
+      self->service = g_value_dup_object (value);
       break;
     default:
       G_OBJECT_WARN_INVALID_PROPERTY_ID (object, prop_id, pspec);
@@ -221,11 +476,13 @@ natter_window_class_init (NatterWindowClass *klass)
     g_param_spec_object ("profile", NULL, NULL,
                          NATTER_TYPE_PROFILE,
                          G_PARAM_READWRITE | G_PARAM_CONSTRUCT_ONLY | G_PARAM_STATIC_STRINGS);
-  properties[PROP_CONVERSATIONS] =
-    g_param_spec_object ("conversations", NULL, NULL,
-                         G_TYPE_LIST_MODEL,
-                         G_PARAM_READWRITE | G_PARAM_EXPLICIT_NOTIFY | G_PARAM_STATIC_STRINGS);
+  properties[PROP_SERVICE] =
+    g_param_spec_object ("service", NULL, NULL,
+                         NATTER_TYPE_MESSAGING_SERVICE,
+                         G_PARAM_READWRITE | G_PARAM_CONSTRUCT_ONLY | G_PARAM_STATIC_STRINGS);
   g_object_class_install_properties (object_class, N_PROPS, properties);
+
+  g_type_ensure (NATTER_TYPE_CHAT_VIEW);
 
   gtk_widget_class_set_template_from_resource (widget_class, "/org/natter/Natter/natter-window.ui");
   gtk_widget_class_bind_template_child (widget_class, NatterWindow, toast_overlay);
@@ -233,80 +490,67 @@ natter_window_class_init (NatterWindowClass *klass)
   gtk_widget_class_bind_template_child (widget_class, NatterWindow, avatar);
   gtk_widget_class_bind_template_child (widget_class, NatterWindow, display_name_label);
   gtk_widget_class_bind_template_child (widget_class, NatterWindow, peer_id_label);
+  gtk_widget_class_bind_template_child (widget_class, NatterWindow, search_bar);
+  gtk_widget_class_bind_template_child (widget_class, NatterWindow, search_entry);
   gtk_widget_class_bind_template_child (widget_class, NatterWindow, sidebar_stack);
   gtk_widget_class_bind_template_child (widget_class, NatterWindow, conversation_list);
+  gtk_widget_class_bind_template_child (widget_class, NatterWindow, content_stack);
+  gtk_widget_class_bind_template_child (widget_class, NatterWindow, chat_view);
+  gtk_widget_class_bind_template_callback (widget_class, on_search_changed);
+  gtk_widget_class_bind_template_callback (widget_class, on_search_activate);
+  gtk_widget_class_bind_template_callback (widget_class, on_conversation_activated);
 
   gtk_widget_class_install_action (widget_class, "win.copy-peer-id", NULL, copy_peer_id_action);
+  gtk_widget_class_install_action (widget_class, "win.copy-invite-link", NULL, copy_invite_link_action);
   gtk_widget_class_install_action (widget_class, "win.show-sidebar", NULL, show_sidebar_action);
+  gtk_widget_class_install_action (widget_class, "win.add-contact", NULL, add_contact_action);
+  gtk_widget_class_install_action (widget_class, "win.show-contacts", NULL, show_contacts_action);
+  gtk_widget_class_install_action (widget_class, "win.search-conversations", NULL, search_conversations_action);
+  gtk_widget_class_install_action (widget_class, "win.move-conversation", "i", move_conversation_action);
+
   gtk_widget_class_add_binding_action (widget_class, GDK_KEY_c, GDK_CONTROL_MASK | GDK_SHIFT_MASK,
                                        "win.copy-peer-id", NULL);
-}
-
-static char *
-natter_conversation_row_unread_label (GtkListItem *item,
-                                      guint        unread_count)
-{
-  if (unread_count > 999)
-    return g_strdup ("999+");
-  return g_strdup_printf ("%u", unread_count);
-}
-
-static gboolean
-natter_conversation_row_has_unread (GtkListItem *item,
-                                    guint        unread_count)
-{
-  return unread_count > 0;
+  gtk_widget_class_add_binding_action (widget_class, GDK_KEY_n, GDK_CONTROL_MASK,
+                                       "win.add-contact", NULL);
+  gtk_widget_class_add_binding_action (widget_class, GDK_KEY_k, GDK_CONTROL_MASK,
+                                       "win.search-conversations", NULL);
+  gtk_widget_class_add_binding_action (widget_class, GDK_KEY_Up, GDK_ALT_MASK,
+                                       "win.move-conversation", "i", -1);
+  gtk_widget_class_add_binding_action (widget_class, GDK_KEY_Down, GDK_ALT_MASK,
+                                       "win.move-conversation", "i", 1);
 }
 
 static void
 natter_window_init (NatterWindow *self)
 {
-  g_autoptr(GtkBuilderScope) scope = gtk_builder_cscope_new ();
-  g_autoptr(GtkListItemFactory) factory = NULL;
-
   gtk_widget_init_template (GTK_WIDGET (self));
 
-  gtk_builder_cscope_add_callback_symbols (GTK_BUILDER_CSCOPE (scope),
-                                           "natter_conversation_row_unread_label",
-                                           G_CALLBACK (natter_conversation_row_unread_label),
-                                           "natter_conversation_row_has_unread",
-                                           G_CALLBACK (natter_conversation_row_has_unread),
-                                           NULL);
-  factory = gtk_builder_list_item_factory_new_from_resource (scope,
-                                                             "/org/natter/Natter/natter-conversation-row.ui");
-  gtk_list_view_set_factory (self->conversation_list, factory);
-
-  self->selection = gtk_single_selection_new (NULL);
-  gtk_single_selection_set_autoselect (self->selection, FALSE);
-  gtk_single_selection_set_can_unselect (self->selection, TRUE);
-  gtk_list_view_set_model (self->conversation_list, GTK_SELECTION_MODEL (self->selection));
+  gtk_search_bar_connect_entry (self->search_bar, GTK_EDITABLE (self->search_entry));
 
   /* Remember the window size between runs, like every GNOME app does. */
   self->settings = g_settings_new (APP_ID);
   g_settings_bind (self->settings, "window-width", self, "default-width", G_SETTINGS_BIND_DEFAULT);
   g_settings_bind (self->settings, "window-height", self, "default-height", G_SETTINGS_BIND_DEFAULT);
   g_settings_bind (self->settings, "window-maximized", self, "maximized", G_SETTINGS_BIND_DEFAULT);
-
-  update_sidebar_page (self);
 }
 
 /**
  * natter_window_new:
- * @application: the application
+ * @application: (nullable): the application
  * @profile: the open profile whose identity the window shows
- * @conversations: (nullable): a #GListModel of conversations
+ * @service: the started messaging service of @profile
  *
  * Returns: (transfer full): a new window
  */
 NatterWindow *
-natter_window_new (AdwApplication *application,
-                   NatterProfile  *profile,
-                   GListModel     *conversations)
+natter_window_new (AdwApplication         *application,
+                   NatterProfile          *profile,
+                   NatterMessagingService *service)
 {
   return g_object_new (NATTER_TYPE_WINDOW,
                        "application", application,
                        "profile", profile,
-                       "conversations", conversations,
+                       "service", service,
                        NULL);
 }
 
@@ -316,4 +560,80 @@ natter_window_get_profile (NatterWindow *self)
   g_return_val_if_fail (NATTER_IS_WINDOW (self), NULL);
 
   return self->profile;
+}
+
+/**
+ * natter_window_open_conversation:
+ * @self: a window
+ * @peer_id: the contact to talk to
+ *
+ * Shows the conversation with @peer_id, which need not have a message yet.
+ */
+void
+natter_window_open_conversation (NatterWindow *self,
+                                 const char   *peer_id)
+{
+  GApplication *app;
+  g_autofree char *id = NULL;
+
+  g_return_if_fail (NATTER_IS_WINDOW (self));
+  g_return_if_fail (peer_id != NULL);
+
+  natter_chat_view_set_peer_id (self->chat_view, peer_id);
+  gtk_stack_set_visible_child_name (self->content_stack, "chat");
+  adw_leaflet_navigate (self->leaflet, ADW_NAVIGATION_DIRECTION_FORWARD);
+  queue_reselect (self);
+  natter_chat_view_focus_composer (self->chat_view);
+
+  app = G_APPLICATION (gtk_window_get_application (GTK_WINDOW (self)));
+  if (app != NULL)
+    {
+      id = g_strconcat ("message-", peer_id, NULL);
+      g_application_withdraw_notification (app, id);
+    }
+  if (conversation_in_view (self, peer_id))
+    natter_chat_view_mark_read (self->chat_view);
+}
+
+/**
+ * natter_window_open_invite:
+ * @self: a window
+ * @peer_id: (nullable): a peer ID from an invite link
+ * @name: (nullable): the name in the link
+ *
+ * Opens the conversation with a known contact, or asks whether to add the
+ * peer as a contact.  With no @peer_id, asks for one.
+ */
+void
+natter_window_open_invite (NatterWindow *self,
+                           const char   *peer_id,
+                           const char   *name)
+{
+  NatterAddContactDialog *dialog;
+
+  g_return_if_fail (NATTER_IS_WINDOW (self));
+
+  if (peer_id != NULL)
+    {
+      g_autoptr(NatterContact) contact = natter_app_find_contact (self->service, peer_id);
+
+      if (contact != NULL && natter_contact_get_state (contact) == NATTER_CONTACT_ACCEPTED)
+        {
+          natter_window_open_conversation (self, peer_id);
+          return;
+        }
+    }
+
+  dialog = natter_add_contact_dialog_new (self->service, peer_id, name);
+  gtk_window_set_transient_for (GTK_WINDOW (dialog), GTK_WINDOW (self));
+  gtk_window_present (GTK_WINDOW (dialog));
+}
+
+void
+natter_window_show_toast (NatterWindow *self,
+                          const char   *message)
+{
+  g_return_if_fail (NATTER_IS_WINDOW (self));
+
+  adw_toast_overlay_add_toast (self->toast_overlay, adw_toast_new (message));
 }

@@ -8,6 +8,7 @@
 
 #include <adwaita.h>
 
+#include "natter-messaging-service.h"
 #include "natter-profile.h"
 
 G_BEGIN_DECLS
@@ -15,11 +16,18 @@ G_BEGIN_DECLS
 #define NATTER_TYPE_WINDOW (natter_window_get_type ())
 G_DECLARE_FINAL_TYPE (NatterWindow, natter_window, NATTER, WINDOW, AdwApplicationWindow)
 
-/* @conversations is a GListModel of NatterConversation, kept up to date by
- * its owner; the window only shows it. */
-NatterWindow *natter_window_new               (AdwApplication *application,
-                                               NatterProfile  *profile,
-                                               GListModel     *conversations);
-NatterProfile *natter_window_get_profile      (NatterWindow   *self);
+/* The window shows what @service knows (its models and signals) and asks it
+ * to act; it does no networking or SQL of its own. */
+NatterWindow  *natter_window_new                (AdwApplication         *application,
+                                                 NatterProfile          *profile,
+                                                 NatterMessagingService *service);
+NatterProfile *natter_window_get_profile        (NatterWindow           *self);
+void           natter_window_open_conversation  (NatterWindow           *self,
+                                                 const char             *peer_id);
+void           natter_window_open_invite        (NatterWindow           *self,
+                                                 const char             *peer_id,
+                                                 const char             *name);
+void           natter_window_show_toast         (NatterWindow           *self,
+                                                 const char             *message);
 
 G_END_DECLS

@@ -188,10 +188,14 @@ static const Subcommand subcommands[] = {
   { "causal", natter_bench_causal, "Messages per second through the causal delivery buffer" },
   { "codec", natter_bench_codec, "Strict decoding and signature checks of a wire message" },
   { "groups", natter_bench_groups, "Reach-all latency, sender upload against naive fan-out, and catch-up in groups of 8, 16 and 32" },
+  { "files", natter_bench_files, "A 1 GiB file between two processes, next to TCP and the transport's bulk throughput, with chat beside it" },
   { "messaging", natter_bench_messaging, "Send-to-delivered latency and acknowledged messages per second between two processes" },
   { "rendezvous", natter_bench_rendezvous, "Thousands of authenticated clients and signal forwarding on a local rendezvous server" },
   { "store", natter_bench_store, "Insert rate, page load and full-text search over the SQLite store" },
   { "transport", natter_bench_transport, "Setup time, round trips and bulk throughput of two peers over loopback ICE" },
+#ifdef NATTER_BENCH_UI
+  { "ui", natter_bench_ui, "Opening a 100,000-message conversation in the real window, paging to the top, resident memory" },
+#endif
 };
 
 static void

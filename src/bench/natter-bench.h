@@ -44,9 +44,13 @@ double             natter_bench_percentile      (double            *values,
 int natter_bench_causal    (int argc, char **argv, gboolean json);
 int natter_bench_codec     (int argc, char **argv, gboolean json);
 int natter_bench_groups    (int argc, char **argv, gboolean json);
+int natter_bench_files     (int argc, char **argv, gboolean json);
 int natter_bench_messaging (int argc, char **argv, gboolean json);
 int natter_bench_rendezvous (int argc, char **argv, gboolean json);
 int natter_bench_store     (int argc, char **argv, gboolean json);
+#ifdef NATTER_BENCH_UI
+int natter_bench_ui        (int argc, char **argv, gboolean json);
+#endif
 int natter_bench_transport (int argc, char **argv, gboolean json);
 
 G_END_DECLS

@@ -63,6 +63,7 @@ typedef enum
   COMMAND_RUN,
   COMMAND_SERVE,
   COMMAND_INSPECT_MESSAGE,
+  COMMAND_SEND_FILE,
 } Command;
 
 static const struct
@@ -80,6 +81,7 @@ static const struct
   { "run", COMMAND_RUN, 0, "run" },
   { "serve", COMMAND_SERVE, 0, "serve" },
   { "inspect-message", COMMAND_INSPECT_MESSAGE, 1, "inspect-message FILE" },
+  { "send-file", COMMAND_SEND_FILE, 2, "send-file PEER_ID PATH [--timeout S]" },
 };
 
 typedef enum
@@ -111,11 +113,17 @@ typedef struct
   double timeout;          /* < 0: not given */
   int limit;               /* < 0: not given */
   gboolean version;
+  gboolean auto_accept;
+  char *download_folder;
+  char *max_file_size_text;
+  gint64 max_file_size;    /* bytes; < 0: the service's default */
   char **args;
 
   Command command;
   char *peer;              /* the command's peer, canonical */
   char *text;              /* send */
+  char *path;              /* send-file */
+  char *transfer_id;       /* send-file */
 
   GMainLoop *loop;
   GCancellable *cancellable;
@@ -532,6 +540,70 @@ on_relay_event (NatterMessagingService *service,
 }
 
 static void
+on_transfer_offered (NatterMessagingService *service,
+                     const char             *transfer_id,
+                     const char             *peer_id,
+                     const char             *name,
+                     gint64                  size,
+                     const char             *media_type,
+                     Cli                    *cli)
+{
+  JsonBuilder *builder;
+
+  if (!events_wanted (cli))
+    return;
+  builder = event_begin ("transfer-offered");
+  add_string (builder, "transferId", transfer_id);
+  add_string (builder, "peer", peer_id);
+  add_string (builder, "name", name);
+  add_int (builder, "size", size);
+  add_string_or_null (builder, "mediaType", media_type);
+  event_end (cli, builder);
+}
+
+static void check_send_file_done (Cli *cli, const char *state, const char *detail);
+
+static void
+on_transfer_state_changed (NatterMessagingService *service,
+                           const char             *transfer_id,
+                           const char             *state,
+                           const char             *detail,
+                           Cli                    *cli)
+{
+  JsonBuilder *builder;
+
+  if (cli->command == COMMAND_SEND_FILE && g_strcmp0 (transfer_id, cli->transfer_id) == 0)
+    check_send_file_done (cli, state, detail);
+  if (!events_wanted (cli))
+    return;
+  builder = event_begin ("transfer-state-changed");
+  add_string (builder, "transferId", transfer_id);
+  add_string (builder, "state", state);
+  add_string_or_null (builder, "detail", detail);
+  event_end (cli, builder);
+}
+
+static void
+on_transfer_progress (NatterMessagingService *service,
+                      const char             *transfer_id,
+                      gint64                  bytes_done,
+                      gint64                  size,
+                      double                  rate,
+                      Cli                    *cli)
+{
+  JsonBuilder *builder;
+
+  if (!events_wanted (cli))
+    return;
+  builder = event_begin ("transfer-progress");
+  add_string (builder, "transferId", transfer_id);
+  add_int (builder, "bytes", bytes_done);
+  add_int (builder, "size", size);
+  add_int (builder, "bytesPerSecond", (gint64) rate);
+  event_end (cli, builder);
+}
+
+static void
 emit_error (Cli        *cli,
             JsonNode   *id,
             const char *code,
@@ -713,7 +785,8 @@ on_service_started (GObject      *source,
 static gboolean
 command_is_online (Command command)
 {
-  return command == COMMAND_SEND || command == COMMAND_RUN || command == COMMAND_SERVE;
+  return command == COMMAND_SEND || command == COMMAND_RUN || command == COMMAND_SERVE ||
+         command == COMMAND_SEND_FILE;
 }
 
 static void
@@ -742,6 +815,12 @@ start_service (Cli *cli)
         g_object_set (service, "default-ttl", (gint64) (cli->ttl * 1000.0), NULL);
       if (cli->relay_quota >= 0)
         g_object_set (service, "relay-quota", cli->relay_quota, NULL);
+      if (cli->auto_accept)
+        g_object_set (service, "auto-accept", TRUE, NULL);
+      if (cli->download_folder != NULL)
+        g_object_set (service, "download-folder", cli->download_folder, NULL);
+      if (cli->max_file_size >= 0)
+        g_object_set (service, "max-file-size", cli->max_file_size, NULL);
     }
   else
     {
@@ -759,6 +838,7 @@ start_service (Cli *cli)
     }
 
   g_signal_connect (service, "message-state-changed", G_CALLBACK (on_message_state_changed), cli);
+  g_signal_connect (service, "transfer-state-changed", G_CALLBACK (on_transfer_state_changed), cli);
   if (cli->command == COMMAND_RUN || cli->command == COMMAND_SERVE)
     {
       g_signal_connect (service, "message-received", G_CALLBACK (on_message_received), cli);
@@ -767,6 +847,8 @@ start_service (Cli *cli)
       g_signal_connect (service, "peer-state-changed", G_CALLBACK (on_peer_state_changed), cli);
       g_signal_connect (service, "contact-added", G_CALLBACK (on_contact_added), cli);
       g_signal_connect (service, "relay-event", G_CALLBACK (on_relay_event), cli);
+      g_signal_connect (service, "transfer-offered", G_CALLBACK (on_transfer_offered), cli);
+      g_signal_connect (service, "transfer-progress", G_CALLBACK (on_transfer_progress), cli);
     }
 
   cli->phase = PHASE_STARTING;
@@ -1016,6 +1098,72 @@ on_sent_once (GObject      *source,
     cli->timeout_id = g_timeout_add ((guint) MIN (cli->timeout * 1000.0, (double) G_MAXUINT),
                                      on_send_timeout, cli);
   check_send_done (cli);
+}
+
+/* send-file */
+
+static void
+check_send_file_done (Cli        *cli,
+                      const char *state,
+                      const char *detail)
+{
+  if (cli->phase != PHASE_STARTED || cli->exit_code_set)
+    return;
+  if (g_str_equal (state, "complete"))
+    {
+      if (cli->json)
+        {
+          g_autofree char *line = g_strdup_printf ("{\"transferId\":\"%s\",\"state\":\"complete\"}",
+                                                   cli->transfer_id);
+
+          write_line (cli, line);
+        }
+      else
+        write_line (cli, cli->transfer_id);
+      cli_finish (cli, CLI_EXIT_OK);
+    }
+  else if (g_str_equal (state, "failed") || g_str_equal (state, "cancelled") ||
+           g_str_equal (state, "rejected"))
+    {
+      write_line (cli, cli->transfer_id);
+      g_printerr ("natter-cli: transfer %s %s%s%s\n", cli->transfer_id, state,
+                  detail != NULL ? ": " : "", detail != NULL ? detail : "");
+      cli_finish (cli, CLI_EXIT_FAILED);
+    }
+}
+
+static gboolean
+on_send_file_timeout (gpointer user_data)
+{
+  Cli *cli = user_data;
+
+  cli->timeout_id = 0;
+  write_line (cli, cli->transfer_id);
+  g_printerr ("natter-cli: timed out waiting for transfer %s to complete (it resumes "
+              "with the next run or serve on this profile)\n", cli->transfer_id);
+  cli_finish (cli, CLI_EXIT_TIMEOUT);
+  return G_SOURCE_REMOVE;
+}
+
+static void
+on_file_sent_once (GObject      *source,
+                   GAsyncResult *result,
+                   gpointer      user_data)
+{
+  Cli *cli = user_data;
+  g_autoptr(GError) error = NULL;
+
+  cli->transfer_id = natter_messaging_service_send_file_finish (NATTER_MESSAGING_SERVICE (source),
+                                                                result, &error);
+  if (cli->transfer_id == NULL)
+    {
+      if (!g_error_matches (error, G_IO_ERROR, G_IO_ERROR_CANCELLED) || !cli->exit_code_set)
+        fail (cli, error);
+      return;
+    }
+  if (cli->timeout > 0)
+    cli->timeout_id = g_timeout_add ((guint) MIN (cli->timeout * 1000.0, (double) G_MAXUINT),
+                                     on_send_file_timeout, cli);
 }
 
 /* history */
@@ -1407,6 +1555,75 @@ reply_stats (Request *request)
   add_int (builder, "outboxLength", stats.outbox_length);
   add_int (builder, "connections", stats.connections);
   json_builder_end_object (builder);
+  event_end (request->cli, builder);
+}
+
+static void
+on_run_file_sent (GObject      *source,
+                  GAsyncResult *result,
+                  gpointer      user_data)
+{
+  g_autoptr(Request) request = user_data;
+  g_autoptr(GError) error = NULL;
+  g_autofree char *transfer_id = NULL;
+  JsonBuilder *builder;
+
+  transfer_id = natter_messaging_service_send_file_finish (NATTER_MESSAGING_SERVICE (source), result, &error);
+  if (transfer_id == NULL)
+    {
+      reply_error (request, error);
+      return;
+    }
+  builder = reply_begin (request);
+  add_string (builder, "transferId", transfer_id);
+  event_end (request->cli, builder);
+}
+
+static void
+reply_transfers (Request *request)
+{
+  NatterMessagingService *service = request->cli->service;
+  g_autoptr(GPtrArray) list = natter_messaging_service_list_transfers (service);
+  JsonBuilder *builder = reply_begin (request);
+
+  json_builder_set_member_name (builder, "transfers");
+  json_builder_begin_array (builder);
+  for (guint i = 0; i < list->len; i++)
+    {
+      NatterStoreTransfer *t = g_ptr_array_index (list, i);
+      guint64 sent = 0, received = 0, duplicates = 0, resumed = 0;
+      guint starts = 0;
+
+      natter_messaging_service_get_transfer_counters (service, t->id, &sent, &received,
+                                                      &duplicates, &resumed, &starts);
+      json_builder_begin_object (builder);
+      add_string (builder, "transferId", t->id);
+      add_string (builder, "peer", t->peer_id);
+      add_string (builder, "direction", natter_store_direction_to_string (t->direction));
+      add_string (builder, "name", t->name);
+      add_int (builder, "size", t->size);
+      add_int (builder, "bytes", t->offset);
+      add_string (builder, "state", natter_store_transfer_state_to_string (t->state));
+      add_string_or_null (builder, "path", t->path);
+      add_int (builder, "bytesSent", (gint64) sent);
+      add_int (builder, "bytesReceived", (gint64) received);
+      add_int (builder, "duplicateBytes", (gint64) duplicates);
+      add_int (builder, "resumedFrom", (gint64) resumed);
+      add_int (builder, "starts", starts);
+      json_builder_end_object (builder);
+    }
+  json_builder_end_array (builder);
+  {
+    static const char * const reasons[] = {
+      "unknown", "notAccepted", "beyondSize", "outOfOrder", "malformed"
+    };
+
+    json_builder_set_member_name (builder, "rejectedFrames");
+    json_builder_begin_object (builder);
+    for (guint i = 0; i < G_N_ELEMENTS (reasons); i++)
+      add_int (builder, reasons[i], (gint64) natter_messaging_service_get_rejected_file_frames (service, i));
+    json_builder_end_object (builder);
+  }
   event_end (request->cli, builder);
 }
 
@@ -2143,6 +2360,108 @@ handle_command (Cli        *cli,
       request = request_new (cli, id, cmd);
       reply_id (request);
     }
+  else if (g_str_equal (cmd, "send-file"))
+    {
+      static const char * const file_members[] = { "peer", "path", NULL };
+      static const char * const hook_members[] = { "peer", "path", "name", "hash", NULL };
+      gboolean hooks = g_strcmp0 (g_getenv ("NATTER_TEST_HOOKS"), "1") == 0;
+      g_autoptr(GFile) file = NULL;
+      g_autofree guint8 *hash = NULL;
+      const char *path, *name = NULL, *hash_text = NULL;
+
+      CHECK (check_members (object, hooks ? hook_members : file_members, &error));
+      CHECK (get_peer_member (object, &peer, &error));
+      CHECK (get_string_member (object, "path", TRUE, &path, &error));
+      if (hooks)
+        {
+          /* Test hooks: the offered name and a wrong hash. */
+          CHECK (get_string_member (object, "name", FALSE, &name, &error));
+          CHECK (get_string_member (object, "hash", FALSE, &hash_text, &error));
+          if (hash_text != NULL)
+            {
+              gsize len = 0;
+
+              hash = g_base64_decode (hash_text, &len);
+              if (len != 32)
+                {
+                  g_set_error (&error, BAD_REQUEST, 0, "member “hash” must be base64 of 32 bytes");
+                  goto bad;
+                }
+            }
+        }
+      file = g_file_new_for_commandline_arg (path);
+      natter_messaging_service_send_file_full_async (cli->service, peer, file, name, hash, NULL,
+                                                     on_run_file_sent, request_new (cli, id, cmd));
+    }
+  else if (g_str_equal (cmd, "accept-file") || g_str_equal (cmd, "decline-file") ||
+           g_str_equal (cmd, "cancel-file"))
+    {
+      static const char * const accept_members[] = { "transferId", "folder", NULL };
+      static const char * const transfer_members[] = { "transferId", NULL };
+      g_autoptr(Request) request = NULL;
+      const char *transfer_id, *folder = NULL;
+      gboolean done;
+
+      CHECK (check_members (object, g_str_equal (cmd, "accept-file") ? accept_members : transfer_members,
+                            &error));
+      CHECK (get_string_member (object, "transferId", TRUE, &transfer_id, &error));
+      if (g_str_equal (cmd, "accept-file"))
+        CHECK (get_string_member (object, "folder", FALSE, &folder, &error));
+      request = request_new (cli, id, cmd);
+      if (g_str_equal (cmd, "accept-file"))
+        {
+          g_autoptr(GFile) dir = folder != NULL ? g_file_new_for_commandline_arg (folder) : NULL;
+
+          done = natter_messaging_service_accept_file (cli->service, transfer_id, dir, &error);
+        }
+      else if (g_str_equal (cmd, "decline-file"))
+        done = natter_messaging_service_decline_file (cli->service, transfer_id, &error);
+      else
+        done = natter_messaging_service_cancel_file (cli->service, transfer_id, &error);
+      if (!done)
+        reply_error (request, error);
+      else
+        reply_ok (request);
+    }
+  else if (g_str_equal (cmd, "transfers"))
+    {
+      g_autoptr(Request) request = NULL;
+
+      CHECK (check_members (object, NULL, &error));
+      request = request_new (cli, id, cmd);
+      reply_transfers (request);
+    }
+  else if (g_str_equal (cmd, "send-raw-bulk") && g_strcmp0 (g_getenv ("NATTER_TEST_HOOKS"), "1") == 0)
+    {
+      /* Test hook: puts "data" (base64) on bulk stream "stream" of the
+       * connection to "peer", unchanged: forged file data frames. */
+      static const char * const bulk_members[] = { "peer", "stream", "data", NULL };
+      g_autoptr(Request) request = NULL;
+      g_autoptr(GBytes) frame = NULL;
+      JsonNode *stream_node = json_object_get_member (object, "stream");
+      const char *text;
+      guchar *raw;
+      gsize len = 0;
+
+      CHECK (check_members (object, bulk_members, &error));
+      CHECK (get_peer_member (object, &peer, &error));
+      CHECK (get_string_member (object, "data", TRUE, &text, &error));
+      if (stream_node == NULL || !JSON_NODE_HOLDS_VALUE (stream_node) ||
+          json_node_get_value_type (stream_node) != G_TYPE_INT64)
+        {
+          g_set_error (&error, BAD_REQUEST, 0, "member “stream” must be an integer");
+          goto bad;
+        }
+      raw = g_base64_decode (text, &len);
+      frame = g_bytes_new_take (raw, len);
+      request = request_new (cli, id, cmd);
+      if (!natter_messaging_service_send_raw_bulk (cli->service, peer,
+                                                   (guint) CLAMP (json_node_get_int (stream_node), 0, 65535),
+                                                   frame, &error))
+        reply_error (request, error);
+      else
+        reply_ok (request);
+    }
   else if (g_str_equal (cmd, "send-raw") && g_strcmp0 (g_getenv ("NATTER_TEST_HOOKS"), "1") == 0)
     {
       /* Test hook (docs/cli.md, "Test hooks"): puts "wire" on the
@@ -2360,6 +2679,14 @@ command_started (Cli *cli)
       history_load (cli->service, cli->peer, (guint) cli->limit, cli->cancellable,
                     on_history_ready_once, cli);
       break;
+    case COMMAND_SEND_FILE:
+      {
+        g_autoptr(GFile) file = g_file_new_for_commandline_arg (cli->path);
+
+        natter_messaging_service_send_file_async (cli->service, cli->peer, file, cli->cancellable,
+                                                  on_file_sent_once, cli);
+      }
+      break;
     case COMMAND_RUN:
       connect_group_events (cli);
       emit_ready (cli);
@@ -2531,8 +2858,8 @@ check_options (Cli     *cli,
     USAGE ("--name is only for add-contact");
   if (cli->wait != NULL && cli->command != COMMAND_SEND)
     USAGE ("--wait is only for send");
-  if (cli->timeout >= 0 && cli->command != COMMAND_SEND)
-    USAGE ("--timeout is only for send");
+  if (cli->timeout >= 0 && cli->command != COMMAND_SEND && cli->command != COMMAND_SEND_FILE)
+    USAGE ("--timeout is only for send and send-file");
   if (cli->limit >= 0 && cli->command != COMMAND_HISTORY)
     USAGE ("--limit is only for history");
   /* The connection options are checked for every command, so that a
@@ -2576,6 +2903,24 @@ check_options (Cli     *cli,
         USAGE ("--relay-quota: “%s” is not a number of bytes", cli->relay_quota_text);
       cli->relay_quota = (gint64) quota;
     }
+  if (cli->max_file_size_text != NULL)
+    {
+      guint64 size;
+
+      if (!g_ascii_string_to_unsigned (cli->max_file_size_text, 10, 0, G_MAXINT64, &size, NULL))
+        USAGE ("--max-file-size: “%s” is not a number of bytes", cli->max_file_size_text);
+      cli->max_file_size = (gint64) size;
+    }
+  if (cli->download_folder != NULL && !g_path_is_absolute (cli->download_folder))
+    {
+      g_autofree char *cwd = g_get_current_dir ();
+      char *absolute = g_build_filename (cwd, cli->download_folder, NULL);
+
+      g_free (cli->download_folder);
+      cli->download_folder = absolute;
+    }
+  if (cli->command == COMMAND_SEND_FILE && cli->timeout == 0)
+    USAGE ("--timeout must be more than 0 seconds");
   if (cli->ttl >= 0 && (cli->ttl < 1 || cli->ttl * 1000.0 > (double) NATTER_MESSAGE_MAX_TTL))
     USAGE ("--ttl must be between 1 and %" G_GINT64_FORMAT " seconds",
            NATTER_MESSAGE_MAX_TTL / 1000);
@@ -2614,7 +2959,7 @@ check_options (Cli     *cli,
     USAGE ("--name is not valid UTF-8");
 
   if (cli->command == COMMAND_ADD_CONTACT || cli->command == COMMAND_SEND ||
-      cli->command == COMMAND_HISTORY)
+      cli->command == COMMAND_HISTORY || cli->command == COMMAND_SEND_FILE)
     {
       g_autoptr(GError) local_error = NULL;
 
@@ -2624,6 +2969,8 @@ check_options (Cli     *cli,
     }
   if (cli->command == COMMAND_SEND)
     cli->text = g_strdup (cli->args[2]);
+  if (cli->command == COMMAND_SEND_FILE)
+    cli->path = g_strdup (cli->args[2]);
 
   if (cli->profile_name != NULL)
     {
@@ -2658,6 +3005,10 @@ cli_clear (Cli *cli)
   g_free (cli->last_via);
   g_free (cli->peer);
   g_free (cli->text);
+  g_free (cli->path);
+  g_free (cli->transfer_id);
+  g_free (cli->download_folder);
+  g_free (cli->max_file_size_text);
   g_free (cli->profile_name);
   g_strfreev (cli->rendezvous);
   g_free (cli->stun);
@@ -2679,6 +3030,7 @@ main (int   argc,
     .relay_quota = -1,
     .timeout = -1,
     .limit = -1,
+    .max_file_size = -1,
   };
   const GOptionEntry entries[] = {
     { "profile", 'p', 0, G_OPTION_ARG_STRING, &cli.profile_name,
@@ -2701,6 +3053,12 @@ main (int   argc,
       "Seconds a message sent now may take to be delivered (default 7 days)", "S" },
     { "relay-quota", 0, 0, G_OPTION_ARG_STRING, &cli.relay_quota_text,
       "Bytes held for each offline contact when relaying (default 8 MiB)", "BYTES" },
+    { "auto-accept", 0, 0, G_OPTION_ARG_NONE, &cli.auto_accept,
+      "Accept every file offered by a contact", NULL },
+    { "download-folder", 0, 0, G_OPTION_ARG_FILENAME, &cli.download_folder,
+      "Where received files go (default: the XDG download folder)", "DIR" },
+    { "max-file-size", 0, 0, G_OPTION_ARG_STRING, &cli.max_file_size_text,
+      "Decline offered files larger than this (default: no limit)", "BYTES" },
     { "json", 0, 0, G_OPTION_ARG_NONE, &cli.json,
       "Print JSON (id, add-contact, contacts, send, history, inspect-message)", NULL },
     { "name", 0, 0, G_OPTION_ARG_STRING, &cli.name,

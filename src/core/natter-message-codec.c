@@ -750,6 +750,8 @@ typedef enum
   FIELD_ATTACHMENTS,  /* array of attachment objects, at most max */
   FIELD_STATUS,       /* "online", "away" or "offline" */
   FIELD_ACK_STATUS,   /* a hop acknowledgement's outcome (ack_statuses) */
+  FIELD_FILE_STATUS,  /* what a file_accept says (file_accept_statuses) */
+  FIELD_FILE_RESULT,  /* what a file_complete says (file_complete_statuses) */
   FIELD_ID_LIST,      /* array of min..max IDs */
 } FieldKind;
 
@@ -821,10 +823,18 @@ static const FieldSpec file_offer_schema[] = {
   { NULL }
 };
 
+/* file_accept is the control message of a transfer in either direction:
+ * the receiver accepts (or resumes from) an offset, declines, or pauses;
+ * either side cancels.  Without "status" it is "accepted". */
 static const FieldSpec file_accept_schema[] = {
   { "fileId", FIELD_ID, TRUE, 0, 0 },
   { "offset", FIELD_INT, TRUE, 0, MAX_INT },
+  { "status", FIELD_FILE_STATUS, FALSE, 0, 0 },
   { NULL }
+};
+
+static const char * const file_accept_statuses[] = {
+  "accepted", "declined", "cancelled", "paused", NULL
 };
 
 static const FieldSpec file_chunk_schema[] = {
@@ -834,10 +844,16 @@ static const FieldSpec file_chunk_schema[] = {
   { NULL }
 };
 
+/* The receiver's verdict on the whole file; without "status" it is "ok". */
 static const FieldSpec file_complete_schema[] = {
   { "fileId", FIELD_ID, TRUE, 0, 0 },
   { "hash", FIELD_BASE64, TRUE, 32, 32 },
+  { "status", FIELD_FILE_RESULT, FALSE, 0, 0 },
   { NULL }
+};
+
+static const char * const file_complete_statuses[] = {
+  "ok", "hash-mismatch", NULL
 };
 
 static const FieldSpec introduction_schema[] = {
@@ -1016,6 +1032,22 @@ check_field (JsonNode        *node,
       if (!g_strv_contains (ack_statuses, str))
         return field_error (error, NATTER_MESSAGE_ERROR_OUT_OF_RANGE, prefix, spec->name,
                             "not a known acknowledgement status");
+      return TRUE;
+
+    case FIELD_FILE_STATUS:
+      if (!check_string_node (node, prefix, spec->name, &str, error))
+        return FALSE;
+      if (!g_strv_contains (file_accept_statuses, str))
+        return field_error (error, NATTER_MESSAGE_ERROR_OUT_OF_RANGE, prefix, spec->name,
+                            "not a known file transfer status");
+      return TRUE;
+
+    case FIELD_FILE_RESULT:
+      if (!check_string_node (node, prefix, spec->name, &str, error))
+        return FALSE;
+      if (!g_strv_contains (file_complete_statuses, str))
+        return field_error (error, NATTER_MESSAGE_ERROR_OUT_OF_RANGE, prefix, spec->name,
+                            "not a known file transfer result");
       return TRUE;
 
     default:

@@ -185,6 +185,9 @@ gboolean       natter_message_sign      (NatterMessage    *self,
                                          GError          **error);
 /* Checks the signature against the key inside @from:
  * NATTER_MESSAGE_ERROR_BAD_SIGNATURE when missing or wrong. */
+GBytes        *natter_message_sign_encode (NatterMessage  *self,
+                                           NatterIdentity *identity,
+                                           GError        **error);
 gboolean       natter_message_verify    (NatterMessage    *self,
                                          GError          **error);
 

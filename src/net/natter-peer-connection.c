@@ -69,6 +69,11 @@ struct _Inner
   NatterTransport *transport;
   GMainContext *main_context;
   GWeakRef outer;
+  /* Events for the main context, in order, delivered by one source per
+   * burst (events_posted) rather than one per event. */
+  GMutex events_lock;
+  GQueue events;
+  gboolean events_posted;
   gboolean controlling;
   guint8 *local_secret;                 /* sodium_malloc'd, 32 bytes */
   guint8 remote_public[NATTER_X25519_KEY_LEN];
@@ -189,6 +194,8 @@ inner_ref (Inner *inner)
   return inner;
 }
 
+static void event_free_borrowed (gpointer data);
+
 static void
 inner_unref (gpointer data)
 {
@@ -209,6 +216,8 @@ inner_unref (gpointer data)
   sodium_free (inner->local_secret);
   sodium_memzero (inner->remote_public, sizeof inner->remote_public);
   g_mutex_clear (&inner->lock);
+  g_queue_clear_full (&inner->events, event_free_borrowed);
+  g_mutex_clear (&inner->events_lock);
   g_clear_pointer (&inner->main_context, g_main_context_unref);
   g_clear_object (&inner->transport);
   g_free (inner);
@@ -233,17 +242,6 @@ typedef struct
   guint16 stream;
   GBytes *bytes;
 } Event;
-
-static void
-event_free (gpointer data)
-{
-  Event *event = data;
-
-  g_clear_error (&event->error);
-  g_clear_pointer (&event->bytes, g_bytes_unref);
-  inner_unref (event->inner);
-  g_free (event);
-}
 
 static void inner_message_consumed (Inner *inner,
                                     gsize  len);
@@ -313,13 +311,55 @@ dispatch_event (gpointer data)
   return G_SOURCE_REMOVE;
 }
 
+/* Queued events borrow the Inner: the one source that delivers them holds
+ * the reference, so nothing is left in a cycle if it never runs. */
+static void
+event_free_borrowed (gpointer data)
+{
+  Event *event = data;
+
+  g_clear_error (&event->error);
+  g_clear_pointer (&event->bytes, g_bytes_unref);
+  g_free (event);
+}
+
+static gboolean
+dispatch_events (gpointer data)
+{
+  Inner *inner = data;
+
+  for (;;)
+    {
+      Event *event;
+
+      g_mutex_lock (&inner->events_lock);
+      event = g_queue_pop_head (&inner->events);
+      if (event == NULL)
+        inner->events_posted = FALSE;
+      g_mutex_unlock (&inner->events_lock);
+      if (event == NULL)
+        break;
+      dispatch_event (event);
+      event_free_borrowed (event);
+    }
+  return G_SOURCE_REMOVE;
+}
+
 static void
 post_event (Inner *inner,
             Event *event)
 {
-  event->inner = inner_ref (inner);
-  g_main_context_invoke_full (inner->main_context, G_PRIORITY_DEFAULT,
-                              dispatch_event, event, event_free);
+  gboolean post;
+
+  event->inner = inner;
+  g_mutex_lock (&inner->events_lock);
+  g_queue_push_tail (&inner->events, event);
+  post = !inner->events_posted;
+  inner->events_posted = TRUE;
+  g_mutex_unlock (&inner->events_lock);
+  if (post)
+    g_main_context_invoke_full (inner->main_context, G_PRIORITY_DEFAULT,
+                                dispatch_events, inner_ref (inner), inner_unref);
 }
 
 static void
@@ -651,7 +691,14 @@ on_sctp_packet_out (NatterSctpAssociation *sctp,
 
   if (inner->finished || inner->channel == NULL)
     return;
-  if (inner_can_offload (inner) && inner_offload_seal (inner, data, len))
+  /* A packet sent while the worker is idle and nothing is in flight (a
+   * chat message on a quiet connection) is sealed here: handing it over
+   * would cost a thread wake-up, the largest part of a round trip on an
+   * idle machine, and there is nothing it could overtake. */
+  if (inner_can_offload (inner) &&
+      !(inner->seals_in_flight == 0 &&
+        natter_crypto_worker_is_idle (natter_transport_get_crypto_worker (inner->transport))) &&
+      inner_offload_seal (inner, data, len))
     return;
 
   datagram = natter_secure_channel_encrypt (inner->channel, data, len,
@@ -1453,6 +1500,8 @@ natter_peer_connection_new (NatterIdentity        *identity,
   inner = g_new0 (Inner, 1);
   g_atomic_ref_count_init (&inner->ref_count);
   g_mutex_init (&inner->lock);
+  g_mutex_init (&inner->events_lock);
+  g_queue_init (&inner->events);
   g_weak_ref_init (&inner->outer, self);
   inner->transport = natter_transport_dup_default ();
   inner->main_context = g_main_context_ref_thread_default ();

@@ -112,7 +112,8 @@ struct _NatterSctpAssociation
   GSource *close_timeout;
 
   GQueue early_packets;           /* GBytes fed before connect() */
-  GQueue send_queue;              /* PendingMessage, in send order */
+  GQueue send_queue;              /* PendingMessage: priority streams first, then in send order */
+  guint8 low_priority_set[NATTER_SCTP_MAX_STREAMS / 8];   /* SCTP_SS_VALUE done */
   gsize queued_bytes;
   gsize low_threshold;
   gboolean above_threshold;
@@ -608,6 +609,16 @@ typedef enum
   SEND_FAILED,
 } SendResult;
 
+static gboolean
+queue_has_stream (NatterSctpAssociation *self,
+                  guint16                stream)
+{
+  for (GList *l = self->send_queue.head; l != NULL; l = l->next)
+    if (((PendingMessage *) l->data)->stream == stream)
+      return TRUE;
+  return FALSE;
+}
+
 static SendResult
 try_send (NatterSctpAssociation  *self,
           guint16                 stream,
@@ -620,6 +631,19 @@ try_send (NatterSctpAssociation  *self,
   const guint8 *data = g_bytes_get_data (message, &size);
   ssize_t sent;
   int saved_errno;
+
+  if (stream >= NATTER_SCTP_PRIORITY_STREAMS &&
+      !(self->low_priority_set[stream / 8] & (1u << (stream % 8))))
+    {
+      struct sctp_stream_value value = { 0 };
+
+      value.assoc_id = SCTP_FUTURE_ASSOC;
+      value.stream_id = stream;
+      value.stream_value = 1;
+      if (usrsctp_setsockopt (self->sock, IPPROTO_SCTP, SCTP_SS_VALUE, &value, sizeof value) < 0)
+        g_debug ("SCTP stream %u priority not set: %s", stream, g_strerror (errno));
+      self->low_priority_set[stream / 8] |= 1u << (stream % 8);
+    }
 
   spa.sendv_flags = SCTP_SEND_SNDINFO_VALID;
   spa.sendv_sndinfo.snd_sid = stream;
@@ -1105,6 +1129,18 @@ open_socket (NatterSctpAssociation  *self,
   sack.sack_delay = 20;
   if (!set_option (self, IPPROTO_SCTP, SCTP_DELAYED_SACK, &sack, sizeof sack, "SCTP_DELAYED_SACK", error))
     return FALSE;
+
+  /* The priority stream scheduler: a chat message is chunked before the
+   * bulk data queued ahead of it (bulk streams get a lower priority when
+   * first used; lower values go first). */
+  {
+    struct sctp_assoc_value scheduler = { 0 };
+
+    scheduler.assoc_id = SCTP_FUTURE_ASSOC;
+    scheduler.assoc_value = SCTP_SS_PRIORITY;
+    if (usrsctp_setsockopt (self->sock, IPPROTO_SCTP, SCTP_PLUGGABLE_SS, &scheduler, sizeof scheduler) < 0)
+      g_debug ("SCTP priority scheduler not available: %s", g_strerror (errno));
+  }
 
   /* usrsctp does no path MTU discovery without ICMP, and the datagram
    * budget under the secure channel is fixed, so the size is too.
@@ -1682,9 +1718,12 @@ natter_sctp_association_send (NatterSctpAssociation  *self,
   /* The packet-out function may drop the last reference meanwhile. */
   hold = g_object_ref (self);
 
-  /* Straight to usrsctp only if nothing waits before it: per-stream order
-   * holds because the queue is first in, first out. */
-  if (self->state == NATTER_SCTP_STATE_OPEN && g_queue_is_empty (&self->send_queue))
+  /* Straight to usrsctp only if nothing of the same stream waits before
+   * it: a priority stream (control, chat) does not wait behind bulk data,
+   * and per-stream order holds either way. */
+  if (self->state == NATTER_SCTP_STATE_OPEN &&
+      (g_queue_is_empty (&self->send_queue) ||
+       (stream < NATTER_SCTP_PRIORITY_STREAMS && !queue_has_stream (self, stream))))
     {
       switch (try_send (self, stream, ppid, message, error))
         {
@@ -1705,7 +1744,20 @@ natter_sctp_association_send (NatterSctpAssociation  *self,
   pending->message = g_bytes_ref (message);
   pending->ppid = ppid;
   pending->stream = stream;
-  g_queue_push_tail (&self->send_queue, pending);
+  if (stream < NATTER_SCTP_PRIORITY_STREAMS)
+    {
+      /* After the priority messages already waiting, before any bulk. */
+      GList *l = self->send_queue.head;
+
+      while (l != NULL && ((PendingMessage *) l->data)->stream < NATTER_SCTP_PRIORITY_STREAMS)
+        l = l->next;
+      if (l != NULL)
+        g_queue_insert_before (&self->send_queue, l, pending);
+      else
+        g_queue_push_tail (&self->send_queue, pending);
+    }
+  else
+    g_queue_push_tail (&self->send_queue, pending);
   self->queued_bytes += size;
   self->stats.queued_peak_bytes = MAX (self->stats.queued_peak_bytes, self->queued_bytes);
   update_buffered (self, FALSE);

@@ -26,6 +26,8 @@ G_BEGIN_DECLS
 
 /* Streams asked for in both directions at INIT; the peer may grant fewer. */
 #define NATTER_SCTP_MAX_STREAMS      1024
+/* Streams below this one (control, chat) go before bulk streams. */
+#define NATTER_SCTP_PRIORITY_STREAMS 2
 #define NATTER_SCTP_DEFAULT_PORT     5000
 
 /* Stream numbers: control and chat are fixed; every file transfer (or other

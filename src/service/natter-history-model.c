@@ -257,6 +257,90 @@ natter_history_model_load_older_finish (NatterHistoryModel  *self,
   return TRUE;
 }
 
+static void
+on_search_done (GObject      *source,
+                GAsyncResult *result,
+                gpointer      user_data)
+{
+  g_autoptr(GTask) task = user_data;
+  NatterHistoryModel *self = g_task_get_source_object (task);
+  g_autoptr(GPtrArray) found = NULL;
+  g_autoptr(GListStore) items = NULL;
+  GError *error = NULL;
+
+  found = natter_store_search_finish (NATTER_STORE (source), result, &error);
+  if (found == NULL)
+    {
+      g_task_return_error (task, error);
+      return;
+    }
+
+  items = g_list_store_new (NATTER_TYPE_MESSAGE_ITEM);
+  for (guint i = 0; i < found->len; i++)
+    {
+      NatterStoreMessage *message = g_ptr_array_index (found, i);
+      NatterMessageItem *loaded = g_hash_table_lookup (self->by_msg_id, message->msg_id);
+
+      if (loaded != NULL)
+        g_list_store_append (items, loaded);
+      else
+        {
+          g_autoptr(NatterMessageItem) item = natter_message_item_new (message, self->peer_id);
+
+          g_list_store_append (items, item);
+        }
+    }
+  g_task_return_pointer (task, g_steal_pointer (&items), g_object_unref);
+}
+
+/**
+ * natter_history_model_search_async:
+ * @self: a model
+ * @query: the words to look for, as the user typed them
+ * @limit: the most results to return
+ * @cancellable: (nullable): a #GCancellable
+ * @callback: called with the results
+ * @user_data: data for @callback
+ *
+ * Searches the whole stored history of the conversation, not only the
+ * pages loaded so far.
+ */
+void
+natter_history_model_search_async (NatterHistoryModel  *self,
+                                   const char          *query,
+                                   guint                limit,
+                                   GCancellable        *cancellable,
+                                   GAsyncReadyCallback  callback,
+                                   gpointer             user_data)
+{
+  GTask *task;
+
+  g_return_if_fail (NATTER_IS_HISTORY_MODEL (self));
+  g_return_if_fail (query != NULL);
+
+  task = g_task_new (self, cancellable, callback, user_data);
+  g_task_set_source_tag (task, natter_history_model_search_async);
+  natter_store_search_async (self->store, query, self->conversation_id, limit,
+                             cancellable, on_search_done, task);
+}
+
+/**
+ * natter_history_model_search_finish:
+ * @self: a model
+ * @result: the result given to the callback
+ * @error: return location for a #GError
+ *
+ * Returns: (transfer full): a #GListModel of #NatterMessageItem, newest first
+ */
+GListModel *
+natter_history_model_search_finish (NatterHistoryModel  *self,
+                                    GAsyncResult        *result,
+                                    GError             **error)
+{
+  g_return_val_if_fail (g_task_is_valid (result, self), NULL);
+  return g_task_propagate_pointer (G_TASK (result), error);
+}
+
 void
 natter_history_model_append (NatterHistoryModel *self,
                              NatterMessageItem  *item)

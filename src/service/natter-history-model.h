@@ -44,6 +44,19 @@ gboolean    natter_history_model_load_older_finish   (NatterHistoryModel  *self,
                                                       guint               *n_loaded,
                                                       GError             **error);
 
+/* Full-text search in this conversation (FTS5 in the store): a GListModel
+ * of NatterMessageItem, newest first.  Messages already loaded are the
+ * model's own items, so their delivery state stays live. */
+void        natter_history_model_search_async        (NatterHistoryModel  *self,
+                                                      const char          *query,
+                                                      guint                limit,
+                                                      GCancellable        *cancellable,
+                                                      GAsyncReadyCallback  callback,
+                                                      gpointer             user_data);
+GListModel *natter_history_model_search_finish       (NatterHistoryModel  *self,
+                                                      GAsyncResult        *result,
+                                                      GError             **error);
+
 /* Used by the service. */
 void               natter_history_model_append   (NatterHistoryModel *self,
                                                   NatterMessageItem  *item);

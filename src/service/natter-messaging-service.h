@@ -93,7 +93,9 @@ G_DECLARE_FINAL_TYPE (NatterMessagingService, natter_messaging_service, NATTER, 
  *                              NATTER_INTERFACES environment variable wins)
  *   "relay"            boolean default TRUE: relay and store for contacts
  *   "relay-quota"      int64   bytes held per offline recipient
- *   "default-ttl"      int64   ms a sent message may take to be delivered */
+ *   "default-ttl"      int64   ms a sent message may take to be delivered
+ *   "discoverable"     boolean default FALSE: strangers on the LAN may see
+ *                              "someone nearby" (never our peer ID) */
 NatterMessagingService *natter_messaging_service_new (NatterProfile *profile);
 
 NatterProfile *natter_messaging_service_get_profile (NatterMessagingService *self);
@@ -137,6 +139,16 @@ void     natter_messaging_service_set_contact_state_async (NatterMessagingServic
                                                         GAsyncReadyCallback     callback,
                                                         gpointer                user_data);
 gboolean natter_messaging_service_set_contact_state_finish (NatterMessagingService *self,
+                                                        GAsyncResult           *result,
+                                                        GError                **error);
+/* Records that the user compared the safety number with the contact. */
+void     natter_messaging_service_set_contact_verified_async (NatterMessagingService *self,
+                                                        const char             *peer_id,
+                                                        gboolean                verified,
+                                                        GCancellable           *cancellable,
+                                                        GAsyncReadyCallback     callback,
+                                                        gpointer                user_data);
+gboolean natter_messaging_service_set_contact_verified_finish (NatterMessagingService *self,
                                                         GAsyncResult           *result,
                                                         GError                **error);
 
@@ -196,6 +208,14 @@ GListModel *natter_messaging_service_open_history_finish (NatterMessagingService
                                                           GAsyncResult           *result,
                                                           GError                **error);
 
+/* Nearby strangers (LAN discovery, only while "discoverable" is TRUE on
+ * both sides) appear as opaque handles in "nearby-changed".  Revealing
+ * ourselves to one sends it our peer ID; there it becomes a pending
+ * contact ("contact-request"), which its user may accept or block. */
+gboolean natter_messaging_service_reveal_to_nearby (NatterMessagingService  *self,
+                                                    const char              *handle,
+                                                    GError                 **error);
+
 /* Counters for tests and diagnostics. */
 typedef struct
 {
@@ -228,6 +248,9 @@ void natter_messaging_service_get_stats (NatterMessagingService *self,
  * "peer-state-changed" (const char *peer_id, NatterPeerState state,
  *                       const char *via)
  * "contact-added" (NatterContact *contact)
+ * "contact-request" (NatterContact *contact)   pending: someone nearby
+ *     revealed itself to us
+ * "nearby-changed" (const char *handle, gboolean present)
  * "relay-event" (const char *event, const char *msg_id, const char *from,
  *                const char *to, const char *detail)
  *     on a relaying peer: event is "forwarded", "stored", "handed-over",

@@ -1,0 +1,137 @@
+/* natter-app-util.c: small helpers shared by the widgets
+ *
+ * Copyright 2026 The Natter developers
+ * SPDX-License-Identifier: GPL-3.0-or-later
+ */
+
+#include "config.h"
+
+#include <glib/gi18n.h>
+
+#include "natter-app-util.h"
+
+/**
+ * natter_app_find_contact:
+ * @service: the messaging service
+ * @peer_id: a peer ID
+ *
+ * Returns: (transfer full) (nullable): the contact with @peer_id
+ */
+NatterContact *
+natter_app_find_contact (NatterMessagingService *service,
+                         const char             *peer_id)
+{
+  GListModel *contacts = natter_messaging_service_get_contacts (service);
+  guint n = g_list_model_get_n_items (contacts);
+
+  for (guint i = 0; i < n; i++)
+    {
+      g_autoptr(NatterContact) contact = g_list_model_get_item (contacts, i);
+
+      if (g_strcmp0 (natter_contact_get_peer_id (contact), peer_id) == 0)
+        return g_steal_pointer (&contact);
+    }
+  return NULL;
+}
+
+/**
+ * natter_app_dup_peer_name:
+ * @service: the messaging service
+ * @peer_id: a peer ID
+ *
+ * Returns: (transfer full): the contact's name, or the start of the peer
+ *   ID when the contact has none
+ */
+char *
+natter_app_dup_peer_name (NatterMessagingService *service,
+                          const char             *peer_id)
+{
+  g_autoptr(NatterContact) contact = natter_app_find_contact (service, peer_id);
+  const char *name = contact != NULL ? natter_contact_get_display_name (contact) : NULL;
+
+  if (name != NULL && name[0] != '\0')
+    return g_strdup (name);
+  return g_strndup (peer_id, 12);
+}
+
+char *
+natter_app_format_time (gint64 timestamp_ms)
+{
+  g_autoptr(GDateTime) utc = g_date_time_new_from_unix_utc (timestamp_ms / 1000);
+  g_autoptr(GDateTime) local = utc != NULL ? g_date_time_to_local (utc) : NULL;
+
+  if (local == NULL)
+    return g_strdup ("");
+  /* Translators: the time of a message, see g_date_time_format() */
+  return g_date_time_format (local, _("%H:%M"));
+}
+
+static GDateTime *
+local_day (gint64 timestamp_ms)
+{
+  g_autoptr(GDateTime) utc = g_date_time_new_from_unix_utc (timestamp_ms / 1000);
+  g_autoptr(GDateTime) local = utc != NULL ? g_date_time_to_local (utc) : NULL;
+
+  if (local == NULL)
+    return NULL;
+  return g_date_time_new_local (g_date_time_get_year (local), g_date_time_get_month (local),
+                                g_date_time_get_day_of_month (local), 0, 0, 0);
+}
+
+gboolean
+natter_app_same_day (gint64 a_ms,
+                     gint64 b_ms)
+{
+  g_autoptr(GDateTime) a = local_day (a_ms);
+  g_autoptr(GDateTime) b = local_day (b_ms);
+
+  return a != NULL && b != NULL && g_date_time_equal (a, b);
+}
+
+char *
+natter_app_format_day (gint64 timestamp_ms)
+{
+  g_autoptr(GDateTime) day = local_day (timestamp_ms);
+  g_autoptr(GDateTime) now = g_date_time_new_now_local ();
+  g_autoptr(GDateTime) today = NULL;
+  GTimeSpan ago;
+
+  if (day == NULL)
+    return g_strdup ("");
+  today = g_date_time_new_local (g_date_time_get_year (now), g_date_time_get_month (now),
+                                 g_date_time_get_day_of_month (now), 0, 0, 0);
+  ago = g_date_time_difference (today, day);
+  if (ago == 0)
+    return g_strdup (_("Today"));
+  if (ago > 0 && ago <= G_TIME_SPAN_DAY + G_TIME_SPAN_HOUR)
+    return g_strdup (_("Yesterday"));
+  if (ago > 0 && ago < 6 * G_TIME_SPAN_DAY)
+    /* Translators: a day of this week, see g_date_time_format() */
+    return g_date_time_format (day, _("%A"));
+  if (g_date_time_get_year (day) == g_date_time_get_year (now))
+    /* Translators: a day of this year, see g_date_time_format() */
+    return g_date_time_format (day, _("%A, %B %e"));
+  /* Translators: a day of another year, see g_date_time_format() */
+  return g_date_time_format (day, _("%B %e, %Y"));
+}
+
+char *
+natter_app_format_size (gint64 bytes)
+{
+  return g_format_size (MAX (bytes, 0));
+}
+
+const char *
+natter_app_presence_label (NatterPresence presence)
+{
+  switch (presence)
+    {
+    case NATTER_PRESENCE_ONLINE:
+      return _("Online");
+    case NATTER_PRESENCE_AWAY:
+      return _("Away");
+    case NATTER_PRESENCE_OFFLINE:
+    default:
+      return _("Offline");
+    }
+}

@@ -1,0 +1,31 @@
+/* natter-app-util.h: small helpers shared by the widgets
+ *
+ * Copyright 2026 The Natter developers
+ * SPDX-License-Identifier: GPL-3.0-or-later
+ */
+
+#pragma once
+
+#include <adwaita.h>
+
+#include "natter-messaging-service.h"
+
+G_BEGIN_DECLS
+
+/* Debug lines the UI tests read (G_MESSAGES_DEBUG=natter-ui): what a
+ * widget shows, not what the service said. */
+#define NATTER_UI_LOG_DOMAIN "natter-ui"
+#define natter_ui_trace(...) g_log (NATTER_UI_LOG_DOMAIN, G_LOG_LEVEL_DEBUG, __VA_ARGS__)
+
+NatterContact *natter_app_find_contact      (NatterMessagingService *service,
+                                             const char             *peer_id);
+char          *natter_app_dup_peer_name     (NatterMessagingService *service,
+                                             const char             *peer_id);
+char          *natter_app_format_time       (gint64                  timestamp_ms);
+char          *natter_app_format_day        (gint64                  timestamp_ms);
+char          *natter_app_format_size       (gint64                  bytes);
+gboolean       natter_app_same_day          (gint64                  a_ms,
+                                             gint64                  b_ms);
+const char    *natter_app_presence_label    (NatterPresence          presence);
+
+G_END_DECLS

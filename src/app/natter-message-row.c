@@ -1,0 +1,203 @@
+/* natter-message-row.c: one message bubble of a conversation
+ *
+ * Copyright 2026 The Natter developers
+ * SPDX-License-Identifier: GPL-3.0-or-later
+ */
+
+#include "config.h"
+
+#include <glib/gi18n.h>
+
+#include "natter-app-util.h"
+#include "natter-message-row.h"
+
+struct _NatterMessageRow
+{
+  GtkWidget parent_instance;
+
+  NatterMessageItem *item;
+  GSignalGroup *item_signals;
+
+  GtkLabel *day_label;
+  GtkBox *bubble_box;
+  GtkWidget *bubble;
+  GtkLabel *text_label;
+  GtkLabel *time_label;
+  GtkImage *state_icon;
+  GtkButton *retry_button;
+};
+
+G_DEFINE_FINAL_TYPE (NatterMessageRow, natter_message_row, GTK_TYPE_WIDGET)
+
+/* The delivery state as the user sees it: a message handed to a relay is
+ * "relayed" until its recipient confirms it. */
+static const char *
+displayed_state (NatterMessageItem *item)
+{
+  NatterStoreMessageState state = natter_message_item_get_state (item);
+
+  if (state == NATTER_STORE_MESSAGE_SENT && natter_message_item_get_relay_via (item) != NULL)
+    return "relayed";
+  return natter_store_message_state_to_string (state);
+}
+
+static void
+update_state (NatterMessageRow *self)
+{
+  static const struct {
+    const char *state;
+    const char *icon;
+    const char *label;
+  } states[] = {
+    { "queued", "natter-queued-symbolic", N_("Waiting to be sent") },
+    { "sent", "natter-sent-symbolic", N_("Sent") },
+    { "relayed", "natter-relayed-symbolic", N_("Sent through another contact") },
+    { "delivered", "natter-delivered-symbolic", N_("Delivered") },
+    { "read", "natter-read-symbolic", N_("Read") },
+    { "failed", "dialog-error-symbolic", N_("Not sent") },
+  };
+  const char *state;
+  gboolean outgoing;
+
+  if (self->item == NULL)
+    return;
+
+  outgoing = natter_message_item_is_outgoing (self->item);
+  state = displayed_state (self->item);
+  gtk_widget_set_visible (GTK_WIDGET (self->state_icon), outgoing);
+  gtk_widget_set_visible (GTK_WIDGET (self->retry_button),
+                          outgoing && g_strcmp0 (state, "failed") == 0);
+  gtk_widget_remove_css_class (GTK_WIDGET (self->state_icon), "read");
+  gtk_widget_remove_css_class (GTK_WIDGET (self->state_icon), "failed");
+  if (!outgoing)
+    return;
+
+  for (guint i = 0; i < G_N_ELEMENTS (states); i++)
+    if (g_strcmp0 (states[i].state, state) == 0)
+      {
+        gtk_image_set_from_icon_name (self->state_icon, states[i].icon);
+        gtk_widget_set_tooltip_text (GTK_WIDGET (self->state_icon), _(states[i].label));
+        gtk_accessible_update_property (GTK_ACCESSIBLE (self->state_icon),
+                                        GTK_ACCESSIBLE_PROPERTY_LABEL, _(states[i].label), -1);
+        break;
+      }
+  if (g_strcmp0 (state, "read") == 0)
+    gtk_widget_add_css_class (GTK_WIDGET (self->state_icon), "read");
+  else if (g_strcmp0 (state, "failed") == 0)
+    gtk_widget_add_css_class (GTK_WIDGET (self->state_icon), "failed");
+
+  natter_ui_trace ("row msg=%s state=%s", natter_message_item_get_msg_id (self->item), state);
+}
+
+static void
+update (NatterMessageRow *self)
+{
+  g_autofree char *time = NULL;
+  g_autofree char *day = NULL;
+  gboolean outgoing;
+  gint64 timestamp;
+
+  if (self->item == NULL)
+    return;
+
+  outgoing = natter_message_item_is_outgoing (self->item);
+  timestamp = natter_message_item_get_timestamp (self->item);
+  time = natter_app_format_time (timestamp);
+  day = natter_app_format_day (timestamp);
+
+  gtk_label_set_label (self->text_label, natter_message_item_get_text (self->item));
+  gtk_label_set_label (self->time_label, time);
+  gtk_label_set_label (self->day_label, day);
+  gtk_widget_set_halign (GTK_WIDGET (self->bubble_box), outgoing ? GTK_ALIGN_END : GTK_ALIGN_START);
+  if (outgoing)
+    gtk_widget_add_css_class (self->bubble, "outgoing");
+  else
+    gtk_widget_remove_css_class (self->bubble, "outgoing");
+  /* The target first: an action name without its target warns. */
+  gtk_actionable_set_action_target (GTK_ACTIONABLE (self->retry_button), "s",
+                                    natter_message_item_get_msg_id (self->item));
+  gtk_actionable_set_action_name (GTK_ACTIONABLE (self->retry_button), "chat.retry");
+
+  natter_ui_trace ("row msg=%s outgoing=%d text=%s", natter_message_item_get_msg_id (self->item),
+                   outgoing, natter_message_item_get_text (self->item));
+  update_state (self);
+}
+
+static void
+natter_message_row_dispose (GObject *object)
+{
+  NatterMessageRow *self = NATTER_MESSAGE_ROW (object);
+  GtkWidget *child;
+
+  gtk_widget_dispose_template (GTK_WIDGET (self), NATTER_TYPE_MESSAGE_ROW);
+  /* The template's root box is not a bound child: unparent it too. */
+  while ((child = gtk_widget_get_first_child (GTK_WIDGET (self))) != NULL)
+    gtk_widget_unparent (child);
+  g_clear_object (&self->item_signals);
+  g_clear_object (&self->item);
+
+  G_OBJECT_CLASS (natter_message_row_parent_class)->dispose (object);
+}
+
+static void
+natter_message_row_class_init (NatterMessageRowClass *klass)
+{
+  GObjectClass *object_class = G_OBJECT_CLASS (klass);
+  GtkWidgetClass *widget_class = GTK_WIDGET_CLASS (klass);
+
+  object_class->dispose = natter_message_row_dispose;
+
+  gtk_widget_class_set_css_name (widget_class, "messagerow");
+  gtk_widget_class_set_layout_manager_type (widget_class, GTK_TYPE_BIN_LAYOUT);
+  gtk_widget_class_set_template_from_resource (widget_class, "/org/natter/Natter/natter-message-row.ui");
+  gtk_widget_class_bind_template_child (widget_class, NatterMessageRow, day_label);
+  gtk_widget_class_bind_template_child (widget_class, NatterMessageRow, bubble_box);
+  gtk_widget_class_bind_template_child (widget_class, NatterMessageRow, bubble);
+  gtk_widget_class_bind_template_child (widget_class, NatterMessageRow, text_label);
+  gtk_widget_class_bind_template_child (widget_class, NatterMessageRow, time_label);
+  gtk_widget_class_bind_template_child (widget_class, NatterMessageRow, state_icon);
+  gtk_widget_class_bind_template_child (widget_class, NatterMessageRow, retry_button);
+}
+
+static void
+natter_message_row_init (NatterMessageRow *self)
+{
+  gtk_widget_init_template (GTK_WIDGET (self));
+
+  self->item_signals = g_signal_group_new (NATTER_TYPE_MESSAGE_ITEM);
+  g_signal_group_connect_swapped (self->item_signals, "notify::state", G_CALLBACK (update_state), self);
+  g_signal_group_connect_swapped (self->item_signals, "notify::relay-via", G_CALLBACK (update_state), self);
+}
+
+NatterMessageRow *
+natter_message_row_new (void)
+{
+  return g_object_new (NATTER_TYPE_MESSAGE_ROW, NULL);
+}
+
+NatterMessageItem *
+natter_message_row_get_item (NatterMessageRow *self)
+{
+  g_return_val_if_fail (NATTER_IS_MESSAGE_ROW (self), NULL);
+  return self->item;
+}
+
+void
+natter_message_row_set_item (NatterMessageRow  *self,
+                             NatterMessageItem *item)
+{
+  g_return_if_fail (NATTER_IS_MESSAGE_ROW (self));
+
+  if (!g_set_object (&self->item, item))
+    return;
+  g_signal_group_set_target (self->item_signals, item);
+  update (self);
+}
+
+void
+natter_message_row_set_show_day (NatterMessageRow *self,
+                                 gboolean          show_day)
+{
+  g_return_if_fail (NATTER_IS_MESSAGE_ROW (self));
+  gtk_widget_set_visible (GTK_WIDGET (self->day_label), show_day);
+}

@@ -385,6 +385,28 @@ cluster_mesh_ready (Cluster *cluster)
   return TRUE;
 }
 
+gboolean
+cluster_star_ready (Cluster *cluster,
+                    guint    admin)
+{
+  ClusterNode *center = cluster_node (cluster, admin);
+
+  for (guint i = 0; i < cluster->nodes->len; i++)
+    {
+      ClusterNode *node = cluster_node (cluster, i);
+      g_autoptr(NatterGroupInfo) info = NULL;
+
+      if (node->stopped || i == admin)
+        continue;
+      info = natter_groups_get_info (node->groups, cluster->group_id);
+      if (info == NULL || info->removed ||
+          natter_messaging_service_get_peer_state (center->service, node->peer_id, NULL) !=
+          NATTER_PEER_STATE_DIRECT)
+        return FALSE;
+    }
+  return TRUE;
+}
+
 static gboolean
 mesh_ready_cb (gpointer data)
 {

@@ -64,6 +64,9 @@ gboolean  cluster_create_group      (Cluster     *cluster,
 /* Whether every running member is connected to every other running member
  * of the group. */
 gboolean  cluster_mesh_ready        (Cluster     *cluster);
+/* Whether every member has joined and is connected to @admin. */
+gboolean  cluster_star_ready        (Cluster     *cluster,
+                                     guint        admin);
 /* Stops and drops a node's service (it is gone, as if killed). */
 void      cluster_stop_node         (Cluster     *cluster,
                                      guint        index);

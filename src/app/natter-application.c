@@ -8,8 +8,10 @@
 
 #include <glib/gi18n.h>
 #include <glib-unix.h>
+#include <gio/gunixinputstream.h>
 #include <signal.h>
 
+#include "natter-app-util.h"
 #include "natter-application.h"
 #include "natter-invite.h"
 #include "natter-messaging-service.h"
@@ -42,6 +44,9 @@ struct _NatterApplication
   gboolean started;
   gboolean stopping;
   gboolean startup_failed;
+
+  /* NATTER_TEST_HOOKS=1: commands for the UI tests on standard input. */
+  GDataInputStream *test_input;
 };
 
 G_DEFINE_FINAL_TYPE (NatterApplication, natter_application, ADW_TYPE_APPLICATION)
@@ -222,6 +227,17 @@ settings_strv_or_null (GSettings  *settings,
  * run.  The service reads the "interfaces" setting and NATTER_INTERFACES
  * itself. */
 static void
+on_download_folder_changed (NatterApplication *self,
+                            const char        *key,
+                            GSettings         *settings)
+{
+  g_autofree char *folder = g_settings_get_string (settings, "download-folder");
+
+  /* NULL: the service's default, the Downloads folder. */
+  g_object_set (self->service, "download-folder", folder[0] != '\0' ? folder : NULL, NULL);
+}
+
+static void
 configure_service (NatterApplication *self)
 {
   GSettings *settings = natter_profile_get_settings (self->profile);
@@ -235,6 +251,9 @@ configure_service (NatterApplication *self)
                 "stun-server", self->stun != NULL ? self->stun : (stun[0] != '\0' ? stun : NULL),
                 "lan-discovery", !self->no_lan && g_settings_get_boolean (settings, "lan-discovery"),
                 NULL);
+  on_download_folder_changed (self, "download-folder", settings);
+  g_signal_connect_object (settings, "changed::download-folder",
+                           G_CALLBACK (on_download_folder_changed), self, G_CONNECT_SWAPPED);
   if (self->interfaces != NULL)
     {
       g_auto(GStrv) names = g_strsplit (self->interfaces, ",", -1);
@@ -404,6 +423,82 @@ quit_action (GSimpleAction *action,
   quit (NATTER_APPLICATION (user_data));
 }
 
+/* {{{ Test hooks */
+
+/* What a drop of @path on the open conversation does, through the same
+ * function as the drop target's handler (NATTER_TEST_HOOKS=1 only). */
+static void
+test_drop_file_action (GSimpleAction *action,
+                       GVariant      *parameter,
+                       gpointer       user_data)
+{
+  NatterApplication *self = user_data;
+  NatterWindow *window = get_window (self);
+  g_autoptr(GFile) file = g_file_new_for_commandline_arg (g_variant_get_string (parameter, NULL));
+  GdkFileList *files;
+  GSList *list;
+
+  if (window == NULL)
+    return;
+  list = g_slist_prepend (NULL, file);
+  files = gdk_file_list_new_from_list (list);
+  g_slist_free (list);
+  if (!natter_window_send_files (window, files))
+    g_warning ("test-drop-file: no conversation is open");
+  g_boxed_free (GDK_TYPE_FILE_LIST, files);
+}
+
+static void read_test_command (NatterApplication *self);
+
+static void
+on_test_command (GObject      *source,
+                 GAsyncResult *result,
+                 gpointer      user_data)
+{
+  g_autoptr(NatterApplication) self = user_data;
+  g_autoptr(GError) error = NULL;
+  g_autofree char *line = NULL;
+
+  line = g_data_input_stream_read_line_finish_utf8 (G_DATA_INPUT_STREAM (source), result, NULL, &error);
+  if (line == NULL)
+    {
+      if (error != NULL && !g_error_matches (error, G_IO_ERROR, G_IO_ERROR_CANCELLED))
+        g_warning ("Test commands: %s", error->message);
+      return;
+    }
+  if (g_str_has_prefix (line, "drop-file "))
+    g_action_group_activate_action (G_ACTION_GROUP (self), "test-drop-file",
+                                    g_variant_new_string (line + strlen ("drop-file ")));
+  else if (line[0] != '\0')
+    g_warning ("Unknown test command: %s", line);
+  read_test_command (self);
+}
+
+static void
+read_test_command (NatterApplication *self)
+{
+  g_data_input_stream_read_line_async (self->test_input, G_PRIORITY_DEFAULT, self->cancellable,
+                                       on_test_command, g_object_ref (self));
+}
+
+static void
+start_test_hooks (NatterApplication *self)
+{
+  static const GActionEntry test_actions[] = {
+    { "test-drop-file", test_drop_file_action, "s" },
+  };
+  g_autoptr(GInputStream) input = NULL;
+
+  if (g_strcmp0 (g_getenv ("NATTER_TEST_HOOKS"), "1") != 0)
+    return;
+  g_action_map_add_action_entries (G_ACTION_MAP (self), test_actions, G_N_ELEMENTS (test_actions), self);
+  input = g_unix_input_stream_new (STDIN_FILENO, FALSE);
+  self->test_input = g_data_input_stream_new (input);
+  read_test_command (self);
+}
+
+/* }}} */
+
 static const GActionEntry app_actions[] = {
   { "about", about_action },
   { "preferences", preferences_action },
@@ -436,6 +531,7 @@ natter_application_startup (GApplication *app)
   gtk_application_set_accels_for_action (GTK_APPLICATION (app), "app.quit", quit_accels);
   gtk_application_set_accels_for_action (GTK_APPLICATION (app), "app.preferences", preferences_accels);
   g_signal_connect (app, "window-removed", G_CALLBACK (on_window_removed), NULL);
+  start_test_hooks (self);
 
   self->sigterm_id = g_unix_signal_add (SIGTERM, on_unix_signal, self);
   self->sigint_id = g_unix_signal_add (SIGINT, on_unix_signal, self);
@@ -461,6 +557,7 @@ natter_application_dispose (GObject *object)
   g_clear_object (&self->service);
   g_clear_object (&self->profile);
   g_clear_object (&self->cancellable);
+  g_clear_object (&self->test_input);
 
   G_OBJECT_CLASS (natter_application_parent_class)->dispose (object);
 }

@@ -24,6 +24,8 @@ struct _NatterChatView
   gboolean loading;
   gboolean first_page_pending;
   gboolean stick_to_bottom;
+  GHashTable *transfer_rows;        /* transfer ID → NatterTransferRow (borrowed) */
+  GtkFileChooserNative *chooser;
 
   /* Template widgets */
   GtkLabel *title_label;
@@ -41,6 +43,10 @@ struct _NatterChatView
   GtkLabel *typing_label;
   GtkTextView *composer;
   GtkButton *send_button;
+  GtkWidget *transfer_scroller;
+  GtkListBox *transfer_list;
+  GtkWidget *drop_overlay;
+  AdwStatusPage *drop_page;
 };
 
 G_END_DECLS

@@ -12,6 +12,7 @@
 #include "natter-chat-view-private.h"
 #include "natter-history-model.h"
 #include "natter-message-row.h"
+#include "natter-transfer-row.h"
 #include "natter-verify-dialog.h"
 
 /* How close to the top (in pixels) the view may come before an older page
@@ -104,6 +105,7 @@ update_empty (NatterChatView *self)
 {
   gboolean empty = self->history != NULL &&
                    g_list_model_get_n_items (self->history) == 0 &&
+                   g_hash_table_size (self->transfer_rows) == 0 &&
                    natter_history_model_get_complete (NATTER_HISTORY_MODEL (self->history));
 
   gtk_widget_set_visible (GTK_WIDGET (self->empty_page), empty);
@@ -153,8 +155,13 @@ on_older_loaded (GObject      *source,
 
   if (!natter_history_model_load_older_finish (NATTER_HISTORY_MODEL (source), result, &n_loaded, &error))
     {
-      if (!g_error_matches (error, G_IO_ERROR, G_IO_ERROR_CANCELLED))
-        show_toast (self, _("Could not load older messages"));
+      /* PENDING: a page is on its way already; that is not a failure. */
+      if (!g_error_matches (error, G_IO_ERROR, G_IO_ERROR_CANCELLED) &&
+          !g_error_matches (error, G_IO_ERROR, G_IO_ERROR_PENDING))
+        {
+          g_debug ("Loading older messages failed: %s", error->message);
+          show_toast (self, _("Could not load older messages"));
+        }
       if (G_LIST_MODEL (source) == self->history)
         self->loading = FALSE;
       return;
@@ -540,6 +547,313 @@ block_action (GtkWidget  *widget,
 
 /* }}} */
 
+/* {{{ Files */
+
+static NatterTransferRow *
+add_transfer_row (NatterChatView            *self,
+                  const NatterStoreTransfer *transfer)
+{
+  NatterTransferRow *row;
+
+  row = g_hash_table_lookup (self->transfer_rows, transfer->id);
+  if (row != NULL)
+    return row;
+  if (g_strcmp0 (transfer->peer_id, self->peer_id) != 0)
+    return NULL;
+  row = natter_transfer_row_new (transfer);
+  g_hash_table_insert (self->transfer_rows, g_strdup (transfer->id), row);
+  gtk_list_box_append (self->transfer_list, GTK_WIDGET (row));
+  gtk_widget_set_visible (self->transfer_scroller, TRUE);
+  update_empty (self);
+  return row;
+}
+
+/* The row of a transfer of this conversation, made from what the service
+ * lists when there is none yet; NULL for other conversations. */
+static NatterTransferRow *
+ensure_transfer_row (NatterChatView *self,
+                     const char     *transfer_id)
+{
+  g_autoptr(GPtrArray) transfers = NULL;
+  NatterTransferRow *row;
+
+  row = g_hash_table_lookup (self->transfer_rows, transfer_id);
+  if (row != NULL || self->peer_id == NULL)
+    return row;
+  transfers = natter_messaging_service_list_transfers (self->service);
+  for (guint i = 0; i < transfers->len; i++)
+    {
+      const NatterStoreTransfer *transfer = g_ptr_array_index (transfers, i);
+
+      if (g_strcmp0 (transfer->id, transfer_id) == 0)
+        return add_transfer_row (self, transfer);
+    }
+  return NULL;
+}
+
+static void
+reload_transfers (NatterChatView *self)
+{
+  g_autoptr(GPtrArray) transfers = NULL;
+  GtkWidget *child;
+
+  g_hash_table_remove_all (self->transfer_rows);
+  while ((child = gtk_widget_get_first_child (GTK_WIDGET (self->transfer_list))) != NULL)
+    gtk_list_box_remove (self->transfer_list, child);
+  gtk_widget_set_visible (self->transfer_scroller, FALSE);
+  if (self->peer_id == NULL || self->service == NULL)
+    return;
+  transfers = natter_messaging_service_list_transfers (self->service);
+  for (guint i = 0; i < transfers->len; i++)
+    add_transfer_row (self, g_ptr_array_index (transfers, i));
+}
+
+static void
+on_transfer_offered (NatterChatView         *self,
+                     const char             *transfer_id,
+                     const char             *peer_id,
+                     const char             *name,
+                     gint64                  size,
+                     const char             *media_type,
+                     NatterMessagingService *service)
+{
+  if (g_strcmp0 (peer_id, self->peer_id) == 0)
+    ensure_transfer_row (self, transfer_id);
+}
+
+static void
+on_transfer_state_changed (NatterChatView         *self,
+                           const char             *transfer_id,
+                           const char             *state,
+                           const char             *detail,
+                           NatterMessagingService *service)
+{
+  NatterTransferRow *row = ensure_transfer_row (self, transfer_id);
+
+  if (row != NULL)
+    natter_transfer_row_set_state (row, state, detail);
+}
+
+static void
+on_transfer_progress (NatterChatView         *self,
+                      const char             *transfer_id,
+                      gint64                  bytes_done,
+                      gint64                  size,
+                      double                  bytes_per_second,
+                      NatterMessagingService *service)
+{
+  NatterTransferRow *row = g_hash_table_lookup (self->transfer_rows, transfer_id);
+
+  if (row != NULL)
+    natter_transfer_row_set_progress (row, bytes_done, size, bytes_per_second);
+}
+
+static void
+on_file_sent (GObject      *source,
+              GAsyncResult *result,
+              gpointer      user_data)
+{
+  g_autoptr(NatterChatView) self = user_data;
+  g_autoptr(GError) error = NULL;
+  g_autofree char *transfer_id = NULL;
+
+  transfer_id = natter_messaging_service_send_file_finish (NATTER_MESSAGING_SERVICE (source), result, &error);
+  if (transfer_id == NULL)
+    {
+      if (!g_error_matches (error, G_IO_ERROR, G_IO_ERROR_CANCELLED))
+        show_toast (self, error->message);
+      return;
+    }
+  ensure_transfer_row (self, transfer_id);
+}
+
+/**
+ * natter_chat_view_send_files:
+ * @self: a chat view
+ * @files: the files to send to the open conversation's contact
+ *
+ * What a drop, a paste and the file chooser do: each file is offered to the
+ * contact and gets a row in the conversation.
+ *
+ * Returns: %TRUE when the files were offered to someone
+ */
+gboolean
+natter_chat_view_send_files (NatterChatView *self,
+                             GdkFileList    *files)
+{
+  g_autoptr(GSList) list = NULL;
+  guint n = 0;
+
+  g_return_val_if_fail (NATTER_IS_CHAT_VIEW (self), FALSE);
+  g_return_val_if_fail (files != NULL, FALSE);
+
+  if (self->peer_id == NULL || self->service == NULL)
+    return FALSE;
+  list = gdk_file_list_get_files (files);
+  for (GSList *l = list; l != NULL; l = l->next)
+    {
+      natter_messaging_service_send_file_async (self->service, self->peer_id, l->data, NULL,
+                                                on_file_sent, g_object_ref (self));
+      n++;
+    }
+  natter_ui_trace ("send-files peer=%s count=%u", self->peer_id, n);
+  return n > 0;
+}
+
+static void
+set_drop_overlay_visible (NatterChatView *self,
+                          gboolean        visible)
+{
+  if (visible)
+    {
+      g_autofree char *name = natter_app_dup_peer_name (self->service, self->peer_id);
+      /* TRANSLATORS: shown while files are dragged over a conversation */
+      g_autofree char *title = g_strdup_printf (_("Send to %s"), name);
+
+      adw_status_page_set_title (self->drop_page, title);
+      natter_ui_trace ("drop-overlay peer=%s title=%s", self->peer_id, title);
+    }
+  gtk_widget_set_visible (self->drop_overlay, visible);
+}
+
+static GdkDragAction
+on_drop_enter (NatterChatView *self,
+               double          x,
+               double          y,
+               GtkDropTarget  *target)
+{
+  if (self->peer_id == NULL)
+    return 0;
+  set_drop_overlay_visible (self, TRUE);
+  return GDK_ACTION_COPY;
+}
+
+static void
+on_drop_leave (NatterChatView *self,
+               GtkDropTarget  *target)
+{
+  set_drop_overlay_visible (self, FALSE);
+}
+
+static gboolean
+on_drop (NatterChatView *self,
+         const GValue   *value,
+         double          x,
+         double          y,
+         GtkDropTarget  *target)
+{
+  set_drop_overlay_visible (self, FALSE);
+  if (!G_VALUE_HOLDS (value, GDK_TYPE_FILE_LIST))
+    return FALSE;
+  return natter_chat_view_send_files (self, g_value_get_boxed (value));
+}
+
+static void
+on_clipboard_files (GObject      *source,
+                    GAsyncResult *result,
+                    gpointer      user_data)
+{
+  g_autoptr(NatterChatView) self = user_data;
+  g_autoptr(GError) error = NULL;
+  const GValue *value;
+
+  value = gdk_clipboard_read_value_finish (GDK_CLIPBOARD (source), result, &error);
+  if (value == NULL)
+    {
+      show_toast (self, _("Could not paste the files"));
+      g_debug ("Pasting files: %s", error->message);
+      return;
+    }
+  natter_chat_view_send_files (self, g_value_get_boxed (value));
+}
+
+/* Files copied in a file manager are sent; anything else is pasted as
+ * text, as usual. */
+static void
+on_composer_paste (NatterChatView *self,
+                   GtkTextView    *composer)
+{
+  GdkClipboard *clipboard = gtk_widget_get_clipboard (GTK_WIDGET (composer));
+  GdkContentFormats *formats = gdk_clipboard_get_formats (clipboard);
+
+  if (self->peer_id == NULL || !gdk_content_formats_contain_gtype (formats, GDK_TYPE_FILE_LIST))
+    return;
+  g_signal_stop_emission_by_name (composer, "paste-clipboard");
+  gdk_clipboard_read_value_async (clipboard, GDK_TYPE_FILE_LIST, G_PRIORITY_DEFAULT, NULL,
+                                  on_clipboard_files, g_object_ref (self));
+}
+
+static void
+on_chooser_response (NatterChatView       *self,
+                     int                   response,
+                     GtkFileChooserNative *chooser)
+{
+  g_autoptr(GListModel) files = NULL;
+  GdkFileList *list;
+  GSList *slist = NULL;
+
+  if (response == GTK_RESPONSE_ACCEPT)
+    {
+      files = gtk_file_chooser_get_files (GTK_FILE_CHOOSER (chooser));
+      for (guint i = g_list_model_get_n_items (files); i > 0; i--)
+        slist = g_slist_prepend (slist, g_list_model_get_item (files, i - 1));
+      list = gdk_file_list_new_from_list (slist);
+      g_slist_free_full (slist, g_object_unref);
+      natter_chat_view_send_files (self, list);
+      g_boxed_free (GDK_TYPE_FILE_LIST, list);
+    }
+  g_clear_object (&self->chooser);
+}
+
+static void
+attach_action (GtkWidget  *widget,
+               const char *action_name,
+               GVariant   *parameter)
+{
+  NatterChatView *self = NATTER_CHAT_VIEW (widget);
+  g_autofree char *name = NULL;
+  g_autofree char *title = NULL;
+
+  if (self->peer_id == NULL)
+    return;
+  if (self->chooser != NULL)
+    {
+      gtk_native_dialog_show (GTK_NATIVE_DIALOG (self->chooser));
+      return;
+    }
+  name = natter_app_dup_peer_name (self->service, self->peer_id);
+  title = g_strdup_printf (_("Send Files to %s"), name);
+  self->chooser = gtk_file_chooser_native_new (title, GTK_WINDOW (gtk_widget_get_root (widget)),
+                                               GTK_FILE_CHOOSER_ACTION_OPEN, _("_Send"), _("_Cancel"));
+  gtk_file_chooser_set_select_multiple (GTK_FILE_CHOOSER (self->chooser), TRUE);
+  gtk_native_dialog_set_modal (GTK_NATIVE_DIALOG (self->chooser), TRUE);
+  g_signal_connect_object (self->chooser, "response", G_CALLBACK (on_chooser_response), self, G_CONNECT_SWAPPED);
+  gtk_native_dialog_show (GTK_NATIVE_DIALOG (self->chooser));
+}
+
+static void
+transfer_action (GtkWidget  *widget,
+                 const char *action_name,
+                 GVariant   *parameter)
+{
+  NatterChatView *self = NATTER_CHAT_VIEW (widget);
+  const char *transfer_id = g_variant_get_string (parameter, NULL);
+  g_autoptr(GError) error = NULL;
+  gboolean done;
+
+  if (g_str_equal (action_name, "chat.accept-file"))
+    done = natter_messaging_service_accept_file (self->service, transfer_id, NULL, &error);
+  else if (g_str_equal (action_name, "chat.decline-file"))
+    done = natter_messaging_service_decline_file (self->service, transfer_id, &error);
+  else
+    done = natter_messaging_service_cancel_file (self->service, transfer_id, &error);
+  natter_ui_trace ("%s id=%s ok=%d", action_name, transfer_id, done);
+  if (!done)
+    show_toast (self, error->message);
+}
+
+/* }}} */
+
 /* {{{ Service signals */
 
 static void
@@ -661,6 +975,10 @@ natter_chat_view_dispose (GObject *object)
   GtkWidget *child;
 
   clear_history (self);
+  if (self->chooser != NULL)
+    gtk_native_dialog_destroy (GTK_NATIVE_DIALOG (self->chooser));
+  g_clear_object (&self->chooser);
+  g_clear_pointer (&self->transfer_rows, g_hash_table_unref);
   g_cancellable_cancel (self->search_cancellable);
   g_clear_object (&self->search_cancellable);
   gtk_widget_dispose_template (GTK_WIDGET (self), NATTER_TYPE_CHAT_VIEW);
@@ -746,6 +1064,10 @@ natter_chat_view_class_init (NatterChatViewClass *klass)
   gtk_widget_class_bind_template_child (widget_class, NatterChatView, typing_label);
   gtk_widget_class_bind_template_child (widget_class, NatterChatView, composer);
   gtk_widget_class_bind_template_child (widget_class, NatterChatView, send_button);
+  gtk_widget_class_bind_template_child (widget_class, NatterChatView, transfer_scroller);
+  gtk_widget_class_bind_template_child (widget_class, NatterChatView, transfer_list);
+  gtk_widget_class_bind_template_child (widget_class, NatterChatView, drop_overlay);
+  gtk_widget_class_bind_template_child (widget_class, NatterChatView, drop_page);
   gtk_widget_class_bind_template_callback (widget_class, on_search_changed);
   gtk_widget_class_bind_template_callback (widget_class, on_search_mode_changed);
   gtk_widget_class_bind_template_callback (widget_class, on_result_activated);
@@ -755,6 +1077,10 @@ natter_chat_view_class_init (NatterChatViewClass *klass)
   gtk_widget_class_install_action (widget_class, "chat.search", NULL, search_action);
   gtk_widget_class_install_action (widget_class, "chat.verify", NULL, verify_action);
   gtk_widget_class_install_action (widget_class, "chat.block", NULL, block_action);
+  gtk_widget_class_install_action (widget_class, "chat.attach", NULL, attach_action);
+  gtk_widget_class_install_action (widget_class, "chat.accept-file", "s", transfer_action);
+  gtk_widget_class_install_action (widget_class, "chat.decline-file", "s", transfer_action);
+  gtk_widget_class_install_action (widget_class, "chat.cancel-file", "s", transfer_action);
 
   gtk_widget_class_add_binding_action (widget_class, GDK_KEY_f, GDK_CONTROL_MASK, "chat.search", NULL);
 }
@@ -765,9 +1091,18 @@ natter_chat_view_init (NatterChatView *self)
   g_autoptr(GtkListItemFactory) messages = gtk_signal_list_item_factory_new ();
   g_autoptr(GtkListItemFactory) results = gtk_signal_list_item_factory_new ();
   GtkEventController *keys;
+  GtkDropTarget *drop;
   GtkAdjustment *adjustment;
 
   gtk_widget_init_template (GTK_WIDGET (self));
+  self->transfer_rows = g_hash_table_new_full (g_str_hash, g_str_equal, g_free, NULL);
+
+  drop = gtk_drop_target_new (GDK_TYPE_FILE_LIST, GDK_ACTION_COPY);
+  g_signal_connect_object (drop, "enter", G_CALLBACK (on_drop_enter), self, G_CONNECT_SWAPPED);
+  g_signal_connect_object (drop, "leave", G_CALLBACK (on_drop_leave), self, G_CONNECT_SWAPPED);
+  g_signal_connect_object (drop, "drop", G_CALLBACK (on_drop), self, G_CONNECT_SWAPPED);
+  gtk_widget_add_controller (GTK_WIDGET (self), GTK_EVENT_CONTROLLER (drop));
+  g_signal_connect_object (self->composer, "paste-clipboard", G_CALLBACK (on_composer_paste), self, G_CONNECT_SWAPPED);
 
   g_signal_connect (messages, "setup", G_CALLBACK (message_setup), self);
   g_signal_connect (messages, "bind", G_CALLBACK (message_bind), self);
@@ -804,6 +1139,9 @@ natter_chat_view_set_service (NatterChatView         *self,
   g_signal_connect_object (service, "presence-changed", G_CALLBACK (on_peer_changed), self, G_CONNECT_SWAPPED);
   g_signal_connect_object (service, "peer-state-changed", G_CALLBACK (on_peer_changed), self, G_CONNECT_SWAPPED);
   g_signal_connect_object (service, "message-received", G_CALLBACK (on_message_received), self, G_CONNECT_SWAPPED);
+  g_signal_connect_object (service, "transfer-offered", G_CALLBACK (on_transfer_offered), self, G_CONNECT_SWAPPED);
+  g_signal_connect_object (service, "transfer-state-changed", G_CALLBACK (on_transfer_state_changed), self, G_CONNECT_SWAPPED);
+  g_signal_connect_object (service, "transfer-progress", G_CALLBACK (on_transfer_progress), self, G_CONNECT_SWAPPED);
   g_signal_connect_object (natter_messaging_service_get_contacts (service), "items-changed",
                            G_CALLBACK (on_contacts_changed), self, G_CONNECT_SWAPPED);
 }
@@ -853,6 +1191,8 @@ natter_chat_view_set_peer_id (NatterChatView *self,
   g_signal_handlers_unblock_by_func (gtk_text_view_get_buffer (self->composer), on_draft_changed, self);
   gtk_widget_action_set_enabled (GTK_WIDGET (self), "chat.send", FALSE);
   update_header (self);
+  set_drop_overlay_visible (self, FALSE);
+  reload_transfers (self);
 
   if (peer_id == NULL)
     return;

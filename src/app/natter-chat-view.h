@@ -26,5 +26,7 @@ void        natter_chat_view_mark_read       (NatterChatView         *self);
 void        natter_chat_view_focus_composer  (NatterChatView         *self);
 void        natter_chat_view_jump_to_message (NatterChatView         *self,
                                               const char             *msg_id);
+gboolean    natter_chat_view_send_files      (NatterChatView         *self,
+                                              GdkFileList            *files);
 
 G_END_DECLS

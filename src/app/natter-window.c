@@ -637,3 +637,21 @@ natter_window_show_toast (NatterWindow *self,
 
   adw_toast_overlay_add_toast (self->toast_overlay, adw_toast_new (message));
 }
+
+/**
+ * natter_window_send_files:
+ * @self: the window
+ * @files: files to send
+ *
+ * Sends @files to the open conversation's contact, as a drop on it does.
+ *
+ * Returns: %TRUE when a conversation is open
+ */
+gboolean
+natter_window_send_files (NatterWindow *self,
+                          GdkFileList  *files)
+{
+  g_return_val_if_fail (NATTER_IS_WINDOW (self), FALSE);
+
+  return natter_chat_view_send_files (self->chat_view, files);
+}

@@ -29,5 +29,7 @@ void           natter_window_open_invite        (NatterWindow           *self,
                                                  const char             *name);
 void           natter_window_show_toast         (NatterWindow           *self,
                                                  const char             *message);
+gboolean       natter_window_send_files         (NatterWindow           *self,
+                                                 GdkFileList            *files);
 
 G_END_DECLS

@@ -21,6 +21,8 @@
 
 #include "config.h"
 
+#define UNREAD_AT_END 20
+
 #include <adwaita.h>
 #include <glib/gstdio.h>
 #include <sys/wait.h>
@@ -122,7 +124,10 @@ fill_store (const char  *path,
           /* A hundred days, newest last: day separators along the way. */
           m->timestamp = now - (gint64) (n_messages - i) * (100 * 24 * 3600 * G_GINT64_CONSTANT (1000)) / n_messages;
           m->sequence = i + 1;
-          m->state = out_dir ? NATTER_STORE_MESSAGE_READ : NATTER_STORE_MESSAGE_DELIVERED;
+          /* A history that has been read, but for the last few messages
+           * (opening it marks those read and sends their receipts). */
+          m->state = out_dir || i + UNREAD_AT_END < n_messages
+                     ? NATTER_STORE_MESSAGE_READ : NATTER_STORE_MESSAGE_DELIVERED;
           g_ptr_array_add (batch, m);
         }
       if (!natter_db_insert_messages (db, batch, NULL, error))

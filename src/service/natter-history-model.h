@@ -19,7 +19,7 @@ G_BEGIN_DECLS
  * are appended by the service as they are committed, so a window shows
  * only what it has scrolled to, however long the history is. */
 
-#define NATTER_HISTORY_PAGE_SIZE 50
+#define NATTER_HISTORY_PAGE_SIZE 30
 
 #define NATTER_TYPE_HISTORY_MODEL (natter_history_model_get_type ())
 G_DECLARE_FINAL_TYPE (NatterHistoryModel, natter_history_model, NATTER, HISTORY_MODEL, GObject)

@@ -2798,6 +2798,96 @@ on_tick (gpointer user_data)
 }
 
 /* }}} */
+
+/* {{{ Conversations touched by file transfers */
+
+typedef struct
+{
+  char    *preview;
+  gboolean incoming;
+} TouchData;
+
+static void
+touch_data_free (TouchData *data)
+{
+  g_free (data->preview);
+  g_free (data);
+}
+
+static void
+on_touch_conversation (NatterMessagingService *self,
+                       Op                     *op)
+{
+  TouchData *data = op->data;
+  Link *link;
+
+  if (op->error != NULL || op->result <= 0)
+    return;
+  link = service_get_link (self, op->peer_id);
+  if (link != NULL)
+    link->conversation_id = op->result;
+  conversations_touch (self, op->peer_id, op->result, data->preview, now_ms (), data->incoming);
+}
+
+/* A file offered either way shows its conversation in the list, like a
+ * message does (unread counts come from messages only, as in the store). */
+static void
+service_touch_for_file (NatterMessagingService *self,
+                        const char             *peer_id,
+                        const char             *name,
+                        gboolean                incoming)
+{
+  Op *op;
+  TouchData *data;
+
+  if (peer_id == NULL || service_get_link (self, peer_id) == NULL)
+    return;
+  data = g_new0 (TouchData, 1);
+  data->preview = g_strdup (name);
+  data->incoming = incoming;
+  op = op_new (OP_ENSURE_CONVERSATION);
+  op->peer_id = g_strdup (peer_id);
+  op->done = on_touch_conversation;
+  op->data = data;
+  op->data_free = (GDestroyNotify) touch_data_free;
+  service_queue_op (self, op);
+}
+
+static void
+on_self_transfer_offered (NatterMessagingService *self,
+                          const char             *transfer_id,
+                          const char             *peer_id,
+                          const char             *name,
+                          gint64                  size,
+                          const char             *media_type,
+                          gpointer                user_data)
+{
+  service_touch_for_file (self, peer_id, name, FALSE);
+}
+
+static void
+on_self_transfer_state (NatterMessagingService *self,
+                        const char             *transfer_id,
+                        const char             *state,
+                        const char             *detail,
+                        gpointer                user_data)
+{
+  g_autoptr(GPtrArray) transfers = NULL;
+
+  if (g_strcmp0 (state, "offered") != 0)
+    return;
+  transfers = natter_messaging_service_list_transfers (self);
+  for (guint i = 0; transfers != NULL && i < transfers->len; i++)
+    {
+      NatterStoreTransfer *t = g_ptr_array_index (transfers, i);
+
+      if (g_strcmp0 (t->id, transfer_id) == 0 && t->direction == NATTER_STORE_DIRECTION_OUT)
+        service_touch_for_file (self, t->peer_id, t->name, FALSE);
+    }
+}
+
+/* }}} */
+
 /* {{{ GObject */
 
 static void
@@ -3104,6 +3194,8 @@ natter_messaging_service_init (NatterMessagingService *self)
   self->relay_seen = g_hash_table_new_full (g_str_hash, g_str_equal, g_free, NULL);
   g_queue_init (&self->relay_seen_order);
   self->presence = NATTER_PRESENCE_ONLINE;
+  g_signal_connect (self, "transfer-offered", G_CALLBACK (on_self_transfer_offered), NULL);
+  g_signal_connect (self, "transfer-state-changed", G_CALLBACK (on_self_transfer_state), NULL);
 }
 
 /* }}} */
@@ -4040,8 +4132,12 @@ on_marked_read (NatterMessagingService *self,
     }
 
   /* Read receipts go through the outbox (they must arrive even if the
-   * sender is away now), one signed receipt per 256 messages. */
-  for (guint done = 0; done < op->list->len;)
+   * sender is away now): one signed receipt, for at most the last
+   * MAX_RECEIPT_IDS messages that became read.  A backlog of thousands
+   * opened at once is read here, but its senders are not sent thousands
+   * of receipts for messages long since delivered. */
+  for (guint done = op->list->len > MAX_RECEIPT_IDS ? op->list->len - MAX_RECEIPT_IDS : 0;
+       done < op->list->len;)
     {
       guint count = MIN (op->list->len - done, MAX_RECEIPT_IDS);
       g_autoptr(NatterMessage) receipt = service_new_message (self, NATTER_MESSAGE_TYPE_MESSAGE_READ, op->peer_id);

@@ -294,10 +294,17 @@ static const char schema_v2[] =
   "CREATE INDEX file_transfers_unfinished ON file_transfers (state)"
   "  WHERE state IN ('offered', 'accepted', 'active', 'paused');";
 
+/* Version 3: the messaging service continues each conversation's sequence
+ * numbers after a restart (max per conversation and direction); without
+ * this index that read every row of a long conversation into the cache. */
+static const char schema_v3[] =
+  "CREATE INDEX messages_sequence ON messages (conversation_id, direction, sequence);";
+
 /* migrations[i] takes version i to version i + 1. */
 static const char * const migrations[] = {
   schema_v1,
   schema_v2,
+  schema_v3,
 };
 
 G_STATIC_ASSERT (G_N_ELEMENTS (migrations) == NATTER_DB_SCHEMA_VERSION);

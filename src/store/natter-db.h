@@ -50,7 +50,7 @@ typedef enum
 GQuark natter_store_error_quark (void);
 
 /* The schema version this code writes; see natter-db-schema.c. */
-#define NATTER_DB_SCHEMA_VERSION 2
+#define NATTER_DB_SCHEMA_VERSION 3
 
 typedef enum
 {

@@ -22,16 +22,7 @@
 static const char *server_path;
 
 /* Sanitizer builds run several times slower: every wait scales. */
-#if defined(__SANITIZE_ADDRESS__)
-#define SLOW 4.0
-#elif defined(__has_feature)
-#if __has_feature(address_sanitizer)
-#define SLOW 4.0
-#endif
-#endif
-#ifndef SLOW
-#define SLOW 1.0
-#endif
+#define SLOW (cluster_slowdown ())
 
 static Cluster *
 start_cluster (guint n,

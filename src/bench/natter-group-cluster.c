@@ -77,11 +77,57 @@ on_rejected (NatterGroups *groups,
   node->rejected_ops++;
 }
 
+/* Outstanding asynchronous calls.  On the heap and shared with every
+ * callback: a wait that gives up returns while callbacks are still due, and
+ * they must not write into a stack frame that is gone (a late
+ * stop_async() completion used to decrement a saved frame pointer of
+ * whatever ran there next, and the next stack unwind crashed). */
 typedef struct
 {
   guint   pending;
   GError *error;
 } Counter;
+
+static void
+counter_clear (Counter *counter)
+{
+  g_clear_error (&counter->error);
+}
+
+static Counter *
+counter_new (void)
+{
+  return g_rc_box_new0 (Counter);
+}
+
+static void
+counter_unref (Counter *counter)
+{
+  g_rc_box_release_full (counter, (GDestroyNotify) counter_clear);
+}
+
+G_DEFINE_AUTOPTR_CLEANUP_FUNC (Counter, counter_unref)
+
+/* One more call to wait for; the callback gets a reference. */
+static gpointer
+counter_expect (Counter *counter)
+{
+  counter->pending++;
+  return g_rc_box_acquire (counter);
+}
+
+/* Called by each callback, with @error (taken) if it failed. */
+static void
+counter_complete (Counter *counter,
+                  GError  *error)
+{
+  if (error != NULL && counter->error == NULL)
+    counter->error = error;
+  else
+    g_clear_error (&error);
+  counter->pending--;
+  counter_unref (counter);
+}
 
 static gboolean
 counter_done (gpointer data)
@@ -89,20 +135,31 @@ counter_done (gpointer data)
   return ((Counter *) data)->pending == 0;
 }
 
+double
+cluster_slowdown (void)
+{
+#if defined(__SANITIZE_ADDRESS__)
+  return 4.0;
+#elif defined(__has_feature)
+#if __has_feature(address_sanitizer)
+  return 4.0;
+#else
+  return 1.0;
+#endif
+#else
+  return 1.0;
+#endif
+}
+
 static void
 on_started (GObject      *source,
             GAsyncResult *result,
             gpointer      user_data)
 {
-  Counter *counter = user_data;
   GError *error = NULL;
 
-  if (!natter_messaging_service_start_finish (NATTER_MESSAGING_SERVICE (source), result, &error) &&
-      counter->error == NULL)
-    counter->error = error;
-  else
-    g_clear_error (&error);
-  counter->pending--;
+  natter_messaging_service_start_finish (NATTER_MESSAGING_SERVICE (source), result, &error);
+  counter_complete (user_data, error);
 }
 
 Cluster *
@@ -116,7 +173,7 @@ cluster_new (const char  *rendezvous_path,
   g_autofree char *line = NULL;
   const char *tmp;
   const char *lo[] = { "lo", NULL };
-  Counter counter = { 0, NULL };
+  g_autoptr(Counter) counter = counter_new ();
 
   cluster->nodes = g_ptr_array_new ();
   g_subprocess_launcher_set_child_setup (launcher, die_with_parent, NULL, NULL);
@@ -152,13 +209,12 @@ cluster_new (const char  *rendezvous_path,
       node->peer_id = g_strdup (natter_messaging_service_get_peer_id (node->service));
       g_object_set (node->service, "rendezvous-urls", urls, "lan-discovery", FALSE,
                     "interfaces", lo, NULL);
-      counter.pending++;
-      natter_messaging_service_start_async (node->service, NULL, on_started, &counter);
+      natter_messaging_service_start_async (node->service, NULL, on_started, counter_expect (counter));
     }
-  if (!cluster_wait (counter_done, &counter, 60) || counter.error != NULL)
+  if (!cluster_wait (counter_done, counter, 60 * cluster_slowdown ()) || counter->error != NULL)
     {
-      if (counter.error != NULL)
-        g_propagate_error (error, counter.error);
+      if (counter->error != NULL)
+        g_propagate_error (error, g_steal_pointer (&counter->error));
       else
         g_set_error_literal (error, G_IO_ERROR, G_IO_ERROR_TIMED_OUT, "The services did not start");
       return NULL;
@@ -186,10 +242,10 @@ on_stopped (GObject      *source,
             GAsyncResult *result,
             gpointer      user_data)
 {
-  Counter *counter = user_data;
+  GError *error = NULL;
 
-  natter_messaging_service_stop_finish (NATTER_MESSAGING_SERVICE (source), result, NULL);
-  counter->pending--;
+  natter_messaging_service_stop_finish (NATTER_MESSAGING_SERVICE (source), result, &error);
+  counter_complete (user_data, error);
 }
 
 static void
@@ -210,14 +266,18 @@ cluster_stop_node (Cluster *cluster,
                    guint    index)
 {
   ClusterNode *node = cluster_node (cluster, index);
-  Counter counter = { 1, NULL };
+  g_autoptr(Counter) counter = counter_new ();
+  double limit = 30 * cluster_slowdown ();
 
   if (node->stopped)
     return;
   node->stopped = TRUE;
   g_signal_handlers_disconnect_by_data (node->groups, node);
-  natter_messaging_service_stop_async (node->service, NULL, on_stopped, &counter);
-  cluster_wait (counter_done, &counter, 20);
+  natter_messaging_service_stop_async (node->service, NULL, on_stopped, counter_expect (counter));
+  if (!cluster_wait (counter_done, counter, limit))
+    g_printerr ("node %u did not stop within %.0f s\n", index, limit);
+  else if (counter->error != NULL)
+    g_printerr ("node %u: stop: %s\n", index, counter->error->message);
   g_clear_object (&node->service);
   node->groups = NULL;
 }
@@ -225,7 +285,7 @@ cluster_stop_node (Cluster *cluster,
 void
 cluster_free (Cluster *cluster)
 {
-  Counter counter = { 0, NULL };
+  g_autoptr(Counter) counter = counter_new ();
 
   if (cluster->nodes != NULL)
     {
@@ -234,12 +294,10 @@ cluster_free (Cluster *cluster)
           ClusterNode *node = cluster_node (cluster, i);
 
           if (node->service != NULL && !node->stopped)
-            {
-              counter.pending++;
-              natter_messaging_service_stop_async (node->service, NULL, on_stopped, &counter);
-            }
+            natter_messaging_service_stop_async (node->service, NULL, on_stopped, counter_expect (counter));
         }
-      cluster_wait (counter_done, &counter, 30);
+      if (!cluster_wait (counter_done, counter, 30 * cluster_slowdown ()))
+        g_printerr ("%u services did not stop in time\n", counter->pending);
       for (guint i = 0; i < cluster->nodes->len; i++)
         node_free (cluster_node (cluster, i));
       g_ptr_array_unref (cluster->nodes);
@@ -267,16 +325,11 @@ on_contact (GObject      *source,
             GAsyncResult *result,
             gpointer      user_data)
 {
-  Counter *counter = user_data;
   g_autoptr(NatterContact) contact = NULL;
   GError *error = NULL;
 
   contact = natter_messaging_service_add_contact_finish (NATTER_MESSAGING_SERVICE (source), result, &error);
-  if (contact == NULL && counter->error == NULL)
-    counter->error = error;
-  else
-    g_clear_error (&error);
-  counter->pending--;
+  counter_complete (user_data, error);
 }
 
 typedef struct
@@ -312,7 +365,7 @@ cluster_befriend (Cluster *cluster,
   for (guint first = 0; first < cluster->nodes->len; first += BEFRIEND_WAVE)
     {
       Wave wave = { cluster, hub, first, MIN (first + BEFRIEND_WAVE, cluster->nodes->len) };
-      Counter counter = { 0, NULL };
+      g_autoptr(Counter) counter = counter_new ();
 
       /* The member lists the hub first, so that the server knows both
        * lists when the hub starts to connect. */
@@ -322,15 +375,13 @@ cluster_befriend (Cluster *cluster,
 
           if (i == hub)
             continue;
-          counter.pending++;
           natter_messaging_service_add_contact_async (node->service, center->peer_id, NULL, NULL,
-                                                      on_contact, &counter);
+                                                      on_contact, counter_expect (counter));
         }
-      if (!cluster_wait (counter_done, &counter, 30) || counter.error != NULL)
+      if (!cluster_wait (counter_done, counter, 30 * cluster_slowdown ()) || counter->error != NULL)
         {
-          if (counter.error != NULL)
-            g_warning ("add-contact: %s", counter.error->message);
-          g_clear_error (&counter.error);
+          if (counter->error != NULL)
+            g_warning ("add-contact: %s", counter->error->message);
           return FALSE;
         }
       cluster_sleep (0.2);
@@ -340,15 +391,13 @@ cluster_befriend (Cluster *cluster,
 
           if (i == hub)
             continue;
-          counter.pending++;
           natter_messaging_service_add_contact_async (center->service, node->peer_id, NULL, NULL,
-                                                      on_contact, &counter);
+                                                      on_contact, counter_expect (counter));
         }
-      if (!cluster_wait (counter_done, &counter, 30) || counter.error != NULL)
+      if (!cluster_wait (counter_done, counter, 30 * cluster_slowdown ()) || counter->error != NULL)
         {
-          if (counter.error != NULL)
-            g_warning ("add-contact: %s", counter.error->message);
-          g_clear_error (&counter.error);
+          if (counter->error != NULL)
+            g_warning ("add-contact: %s", counter->error->message);
           return FALSE;
         }
       if (!cluster_wait (wave_connected, &wave,

@@ -43,6 +43,9 @@ gboolean  cluster_wait              (gboolean   (*done) (gpointer),
                                      gpointer     data,
                                      double       seconds);
 void      cluster_sleep             (double       seconds);
+/* How many times slower this build runs: 4 under AddressSanitizer, else 1.
+ * The helper's own waits scale with it. */
+double    cluster_slowdown          (void);
 
 Cluster  *cluster_new               (const char  *rendezvous_path,
                                      guint        n_nodes,

@@ -10,12 +10,23 @@
 #include "natter-identity.h"
 #include "natter-message.h"
 #include "natter-messaging-service.h"
+#include "natter-store.h"
 
 G_BEGIN_DECLS
 
 /* Called by the service. */
 NatterGroups *natter_groups_new            (NatterMessagingService *service,
-                                            NatterIdentity         *identity);
+                                            NatterIdentity         *identity,
+                                            NatterStore            *store);
+/* On the store's worker thread: the stored groups
+ * (NatterStoreGroupRecord), each checked (every frame of its log verified);
+ * a damaged group is left out with a warning.  NULL if the store cannot be
+ * read. */
+GPtrArray    *natter_groups_load_saved     (NatterDb               *db,
+                                            GError                **error);
+/* On the main context, before any peer connects: takes the groups back. */
+void          natter_groups_restore        (NatterGroups           *self,
+                                            GPtrArray              *records);
 void          natter_groups_shutdown       (NatterGroups           *self);
 void          natter_groups_peer_connected (NatterGroups           *self,
                                             const char             *peer_id);

@@ -67,6 +67,9 @@
 #define TYPING_TIMEOUT_MS     6000
 #define CONTROL_TTL_MS        60000
 #define STREAM_TTL_MS         (30 * 24 * 3600 * G_GINT64_CONSTANT (1000))
+#define SAVE_DELAY_MS         50      /* changes are written in batches */
+#define MAX_STATE_BYTES       (4 * 1024 * 1024)
+#define MAX_EVER              4096
 
 /* {{{ Boxed types */
 
@@ -214,6 +217,12 @@ struct _Group
   gint64             last_key_request_us;
   gint64             last_sync_us;
   gboolean           syncing;
+
+  /* Persistence (natter-db.c, group_* tables). */
+  gint64             created_at;    /* ms */
+  gboolean           dirty;         /* the state row is to be written */
+  gboolean           members_dirty;
+  GPtrArray         *unsaved;       /* Entry, delivered and not written yet */
 };
 
 struct _NatterGroups
@@ -222,6 +231,7 @@ struct _NatterGroups
 
   NatterMessagingService *service;     /* not owned: it owns us */
   NatterIdentity         *identity;
+  NatterStore            *store;
   char                   *self_id;
   GHashTable             *groups;      /* ID -> Group */
   GHashTable             *rtt;         /* peer -> double* ms (EWMA) */
@@ -234,6 +244,7 @@ struct _NatterGroups
   guint                   summary_idle;
   guint                   summary_source;
   guint                   ack_source;
+  guint                   save_source;
   gboolean                shut_down;
 
   double                  drop_rate;
@@ -366,6 +377,7 @@ group_free (Group *g)
   g_hash_table_unref (g->pending_welcome);
   g_hash_table_unref (g->pending_keys);
   g_hash_table_unref (g->typing);
+  g_ptr_array_unref (g->unsaved);
   g_free (g);
 }
 
@@ -395,6 +407,7 @@ group_add_member (Group      *g,
   g_ptr_array_add (g->members, g_strdup (peer));
   g_ptr_array_sort (g->members, compare_strings);
   g_hash_table_add (g->ever, g_strdup (peer));
+  g->members_dirty = TRUE;
 }
 
 static void
@@ -405,6 +418,7 @@ group_remove_member (Group      *g,
     if (strcmp (g_ptr_array_index (g->members, i), peer) == 0)
       {
         g_ptr_array_remove_index (g->members, i);
+        g->members_dirty = TRUE;
         return;
       }
 }
@@ -1122,8 +1136,25 @@ group_new (NatterGroups *self,
   g->pending_welcome = str_time_table_new ();
   g->pending_keys = str_time_table_new ();
   g->typing = str_time_table_new ();
+  g->unsaved = g_ptr_array_new ();
+  g->created_at = g_get_real_time () / 1000;
+  g->dirty = TRUE;
+  g->members_dirty = TRUE;
   g_hash_table_insert (self->groups, g->id, g);
   return g;
+}
+
+static gboolean on_save (gpointer user_data);
+
+/* The group is written to the store soon (with whatever else changed). */
+static void
+group_mark_dirty (Group *g)
+{
+  NatterGroups *self = g->groups;
+
+  g->dirty = TRUE;
+  if (self->save_source == 0 && !self->shut_down && self->store != NULL)
+    self->save_source = g_timeout_add (SAVE_DELAY_MS, on_save, self);
 }
 
 static void
@@ -1132,6 +1163,7 @@ group_set_key (Group      *g,
                GBytes     *key)
 {
   g_hash_table_insert (g->keys, g_strdup (key_id), g_bytes_ref (key));
+  group_mark_dirty (g);
 }
 
 static gboolean
@@ -1531,6 +1563,7 @@ group_apply_op (Group      *g,
         return reject_op (g, entry, "bad handover"), FALSE;
       g_free (g->admin);
       g->admin = g_strdup (peer);
+      g->members_dirty = TRUE;   /* the roles */
       *out_text = g_strdup_printf ("admin %s", peer);
       return TRUE;
     }
@@ -1630,6 +1663,8 @@ group_deliver (NatterCausalBuffer *buffer,
     }
   if (rotate_for_leave)
     group_rotate (self, g, "rotate", NULL);
+  g_ptr_array_add (g->unsaved, entry);
+  group_mark_dirty (g);
   schedule_summaries (self);
 }
 
@@ -2221,6 +2256,7 @@ group_join_from_welcome (NatterGroups  *self,
 
   groups_want_peers (self, g);
   groups_pace_peers (self);
+  group_mark_dirty (g);
   g_signal_emit (self, signals[SIGNAL_GROUP_CHANGED], 0, g->id);
   /* The summary tells the admin we have it. */
   group_send_summary (g, message->from);
@@ -2655,6 +2691,7 @@ natter_groups_create (NatterGroups        *self,
     }
   groups_want_peers (self, g);
   groups_pace_peers (self);
+  group_mark_dirty (g);
   g_signal_emit (self, signals[SIGNAL_GROUP_CHANGED], 0, g->id);
   return g_steal_pointer (&id);
 }
@@ -2842,6 +2879,7 @@ natter_groups_mark_read (NatterGroups  *self,
     return FALSE;
   local = natter_causal_buffer_dup_local_clock (g->buffer);
   natter_vector_clock_merge (g->my_read, local);
+  group_mark_dirty (g);
   for (guint i = 0; i < g->members->len; i++)
     {
       const char *member = g_ptr_array_index (g->members, i);
@@ -3087,16 +3125,536 @@ natter_groups_dup_key (NatterGroups *self,
 }
 
 /* }}} */
+/* {{{ Persistence */
+
+/* What the group keeps besides its members, keys and log (groups.state). */
+static char *
+group_state_to_json (Group *g)
+{
+  g_autoptr(JsonBuilder) builder = json_builder_new ();
+  g_autoptr(NatterVectorClock) delivered = natter_causal_buffer_dup_local_clock (g->buffer);
+  g_autoptr(JsonNode) root = NULL;
+  g_autoptr(GList) ever = g_list_sort (g_hash_table_get_keys (g->ever), (GCompareFunc) strcmp);
+  JsonObject *object = json_object_new ();
+  JsonArray *array = json_array_new ();
+  JsonObject *keys = json_object_new ();
+  GHashTableIter iter;
+  gpointer key, value;
+
+  json_object_set_string_member (object, "admin", g->admin);
+  json_object_set_int_member (object, "fanout", g->fanout);
+  json_object_set_string_member (object, "keyId", g->key_id);
+  json_object_set_boolean_member (object, "removed", g->removed);
+  for (GList *l = ever; l != NULL; l = l->next)
+    json_array_add_string_element (array, l->data);
+  json_object_set_array_member (object, "ever", array);
+  json_object_set_object_member (object, "delivered", clock_to_json (delivered));
+  json_object_set_object_member (object, "read", clock_to_json (g->my_read));
+  g_hash_table_iter_init (&iter, g->key_members);
+  while (g_hash_table_iter_next (&iter, &key, &value))
+    {
+      JsonObject *info = json_object_new ();
+      JsonArray *writers = json_array_new ();
+      GBytes *hash = g_hash_table_lookup (g->key_hashes, key);
+      GHashTableIter inner;
+      gpointer writer;
+
+      if (hash != NULL)
+        {
+          g_autofree char *encoded = bytes_to_base64 (hash);
+
+          json_object_set_string_member (info, "hash", encoded);
+        }
+      g_hash_table_iter_init (&inner, value);
+      while (g_hash_table_iter_next (&inner, &writer, NULL))
+        json_array_add_string_element (writers, writer);
+      json_object_set_array_member (info, "writers", writers);
+      json_object_set_object_member (keys, key, info);
+    }
+  json_object_set_object_member (object, "keys", keys);
+  array = json_array_new ();
+  g_hash_table_iter_init (&iter, g->pending_welcome);
+  while (g_hash_table_iter_next (&iter, &key, NULL))
+    json_array_add_string_element (array, key);
+  json_object_set_array_member (object, "welcome", array);
+
+  root = json_node_init_object (json_node_alloc (), object);
+  json_object_unref (object);
+  return json_to_string (root, FALSE);
+}
+
+/* A copy of what changed, for the store's thread. */
+static NatterStoreGroupRecord *
+group_to_record (NatterGroups *self,
+                 Group        *g)
+{
+  NatterStoreGroupRecord *record = natter_store_group_record_new ();
+  GHashTableIter iter;
+  gpointer key_id, key;
+
+  record->group->id = g_strdup (g->id);
+  record->group->name = g_strdup (g->name);
+  record->group->created_by = g_strdup (g->admin);
+  record->group->created_at = g->created_at;
+  record->group->key_epoch = g_hash_table_size (g->key_hashes);
+  record->group->state = group_state_to_json (g);
+  if (g->members_dirty)
+    for (guint i = 0; i < g->members->len; i++)
+      {
+        NatterStoreGroupMember *member = g_new0 (NatterStoreGroupMember, 1);
+
+        member->group_id = g_strdup (g->id);
+        member->peer_id = g_strdup (g_ptr_array_index (g->members, i));
+        member->role = strcmp (member->peer_id, g->admin) == 0 ? NATTER_STORE_GROUP_ROLE_ADMIN
+                                                               : NATTER_STORE_GROUP_ROLE_MEMBER;
+        member->joined_at = g->created_at;
+        g_ptr_array_add (record->members, member);
+      }
+  else
+    g_clear_pointer (&record->members, g_ptr_array_unref);
+  g_hash_table_iter_init (&iter, g->keys);
+  while (g_hash_table_iter_next (&iter, &key_id, &key))
+    g_hash_table_insert (record->keys, g_strdup (key_id), g_bytes_ref (key));
+  for (guint i = 0; i < g->unsaved->len; i++)
+    {
+      Entry *entry = g_ptr_array_index (g->unsaved, i);
+      NatterStoreGroupMessage *message = g_new0 (NatterStoreGroupMessage, 1);
+
+      message->author = g_strdup (entry->author);
+      message->counter = (gint64) entry->counter;
+      message->msg_id = g_strdup (entry->msg_id);
+      message->kind = entry->shown ? g_strdup (entry->kind) : NULL;
+      message->body = entry->shown ? g_strdup (entry->text) : NULL;
+      message->clock_sum = (gint64) entry->clock_sum;
+      message->wire = g_bytes_ref (entry->wire);
+      g_ptr_array_add (record->messages, message);
+    }
+  g_ptr_array_set_size (g->unsaved, 0);
+  g->dirty = FALSE;
+  g->members_dirty = FALSE;
+  return record;
+}
+
+static gpointer
+save_run (NatterDb  *db,
+          gpointer   data,
+          GError   **error)
+{
+  GPtrArray *records = data;
+
+  for (guint i = 0; i < records->len; i++)
+    if (!natter_db_group_save (db, g_ptr_array_index (records, i), error))
+      return NULL;
+  return GINT_TO_POINTER (TRUE);
+}
+
+static void
+on_saved (GObject      *source,
+          GAsyncResult *result,
+          gpointer      user_data)
+{
+  g_autoptr(NatterGroups) self = user_data;
+  g_autoptr(GError) error = NULL;
+
+  if (natter_store_run_finish (NATTER_STORE (source), result, &error) == NULL)
+    g_warning ("Could not save the groups: %s", error->message);
+}
+
+/* Queues one store task with every change since the last one. */
+static void
+groups_save (NatterGroups *self)
+{
+  g_autoptr(GPtrArray) records = NULL;
+  GHashTableIter iter;
+  Group *g;
+
+  g_clear_handle_id (&self->save_source, g_source_remove);
+  if (self->store == NULL)
+    return;
+  g_hash_table_iter_init (&iter, self->groups);
+  while (g_hash_table_iter_next (&iter, NULL, (gpointer *) &g))
+    if (g->dirty || g->members_dirty || g->unsaved->len > 0)
+      {
+        if (records == NULL)
+          records = g_ptr_array_new_with_free_func ((GDestroyNotify) natter_store_group_record_free);
+        g_ptr_array_add (records, group_to_record (self, g));
+      }
+  if (records == NULL)
+    return;
+  natter_store_run_async (self->store, save_run, g_steal_pointer (&records),
+                          (GDestroyNotify) g_ptr_array_unref, NULL, NULL, on_saved, g_object_ref (self));
+}
+
+static gboolean
+on_save (gpointer user_data)
+{
+  NatterGroups *self = user_data;
+
+  self->save_source = 0;
+  groups_save (self);
+  return G_SOURCE_REMOVE;
+}
+
+static gboolean
+set_damaged (GError     **error,
+             const char  *what)
+{
+  g_set_error (error, G_IO_ERROR, G_IO_ERROR_INVALID_DATA, "Stored group data is damaged: %s", what);
+  return FALSE;
+}
+
+/* Store thread: every frame of the log is the author's, verified, and is
+ * what its row says it is. */
+static gboolean
+record_check (NatterStoreGroupRecord  *record,
+              GError                 **error)
+{
+  const char *id = record->group->id;
+
+  if (!natter_message_id_is_valid (id))
+    return set_damaged (error, "group ID");
+  if (record->group->state == NULL || strlen (record->group->state) > MAX_STATE_BYTES)
+    return set_damaged (error, "no state, or too large");
+  for (guint i = 0; i < record->messages->len; i++)
+    {
+      NatterStoreGroupMessage *stored = g_ptr_array_index (record->messages, i);
+      g_autoptr(NatterMessage) message = NULL;
+      g_autoptr(GError) local_error = NULL;
+
+      message = natter_message_decode (stored->wire, NATTER_MESSAGE_DECODE_VERIFY, &local_error);
+      if (message == NULL)
+        {
+          g_set_error (error, G_IO_ERROR, G_IO_ERROR_INVALID_DATA,
+                       "Stored group data is damaged: message %s: %s", stored->msg_id, local_error->message);
+          return FALSE;
+        }
+      if (message->type != NATTER_MESSAGE_TYPE_GROUP_MESSAGE || g_strcmp0 (message->group, id) != 0 ||
+          g_strcmp0 (message->from, stored->author) != 0 || g_strcmp0 (message->id, stored->msg_id) != 0 ||
+          (gint64) message->sequence != stored->counter || message->key_id == NULL ||
+          natter_message_get_clock (message, message->from) != message->sequence ||
+          stored->clock_sum < 1 ||
+          (stored->kind != NULL && strcmp (stored->kind, "text") != 0 && strcmp (stored->kind, "event") != 0))
+        {
+          g_set_error (error, G_IO_ERROR, G_IO_ERROR_INVALID_DATA,
+                       "Stored group data is damaged: message %s does not match its frame", stored->msg_id);
+          return FALSE;
+        }
+      /* What the history shows must be what the author sealed. */
+      if (stored->kind != NULL)
+        {
+          GBytes *key = g_hash_table_lookup (record->keys, message->key_id);
+          JsonObject *metadata;
+          const char *op;
+
+          if (key == NULL ||
+              !natter_message_decrypt_for_group (message, g_bytes_get_data (key, NULL), g_bytes_get_size (key),
+                                                 message->key_id, NULL))
+            {
+              g_set_error (error, G_IO_ERROR, G_IO_ERROR_INVALID_DATA,
+                           "Stored group data is damaged: message %s does not open with its key", stored->msg_id);
+              return FALSE;
+            }
+          metadata = json_get_object (message->content, "metadata");
+          op = json_get_string (metadata, "op");
+          if (strcmp (stored->kind, "text") == 0
+              ? (op != NULL || g_strcmp0 (json_get_string (message->content, "text"), stored->body) != 0)
+              : (op == NULL || stored->body == NULL || !g_str_has_prefix (stored->body, op)))
+            {
+              g_set_error (error, G_IO_ERROR, G_IO_ERROR_INVALID_DATA,
+                           "Stored group data is damaged: message %s does not show what its author wrote",
+                           stored->msg_id);
+              return FALSE;
+            }
+        }
+    }
+  return TRUE;
+}
+
+GPtrArray *
+natter_groups_load_saved (NatterDb  *db,
+                          GError   **error)
+{
+  g_autoptr(GPtrArray) records = natter_db_group_load_all (db, error);
+
+  if (records == NULL)
+    return NULL;
+  for (guint i = 0; i < records->len;)
+    {
+      NatterStoreGroupRecord *record = g_ptr_array_index (records, i);
+      g_autoptr(GError) local_error = NULL;
+
+      if (record_check (record, &local_error))
+        i++;
+      else
+        {
+          g_warning ("Group %s is not loaded: %s", record->group->id, local_error->message);
+          g_ptr_array_remove_index (records, i);
+        }
+    }
+  return g_steal_pointer (&records);
+}
+
+/* A JSON array of peer IDs into @set (at most @limit). */
+static gboolean
+peers_from_json (JsonArray   *array,
+                 guint        limit,
+                 GHashTable  *set)
+{
+  if (array == NULL || json_array_get_length (array) > limit)
+    return FALSE;
+  for (guint i = 0; i < json_array_get_length (array); i++)
+    {
+      JsonNode *node = json_array_get_element (array, i);
+
+      if (!JSON_NODE_HOLDS_VALUE (node) || json_node_get_value_type (node) != G_TYPE_STRING ||
+          !natter_peer_id_is_valid (json_node_get_string (node)))
+        return FALSE;
+      g_hash_table_add (set, g_strdup (json_node_get_string (node)));
+    }
+  return TRUE;
+}
+
+static gboolean
+clock_json_is_valid (JsonObject *object)
+{
+  JsonObjectIter iter;
+  const char *peer;
+  JsonNode *node;
+
+  if (object == NULL)
+    return FALSE;
+  json_object_iter_init (&iter, object);
+  while (json_object_iter_next (&iter, &peer, &node))
+    if (!json_node_is_int (node) || json_node_get_int (node) < 0 || !natter_peer_id_is_valid (peer))
+      return FALSE;
+  return TRUE;
+}
+
+static gint
+compare_stored (gconstpointer a,
+                gconstpointer b)
+{
+  const NatterStoreGroupMessage *x = *(NatterStoreGroupMessage * const *) a;
+  const NatterStoreGroupMessage *y = *(NatterStoreGroupMessage * const *) b;
+  int c = strcmp (x->author, y->author);
+
+  if (c != 0)
+    return c;
+  return x->counter < y->counter ? -1 : x->counter > y->counter;
+}
+
+/* Main context: builds the group from its record (checked on the store's
+ * thread for the frames; everything else is checked here). */
+static gboolean
+group_restore (NatterGroups            *self,
+               NatterStoreGroupRecord  *record,
+               GError                 **error)
+{
+  g_autoptr(JsonParser) parser = json_parser_new ();
+  g_autoptr(GHashTable) ever = str_set_new ();
+  g_autoptr(GHashTable) welcome = str_set_new ();
+  g_autoptr(NatterVectorClock) delivered = NULL;
+  JsonObject *state, *keys;
+  const char *admin, *key_id;
+  gint64 fanout;
+  JsonNode *removed;
+  JsonObjectIter iter;
+  const char *name;
+  JsonNode *node;
+  NatterVectorClockIter clock_iter;
+  const char *peer;
+  guint64 value;
+  Group *g;
+
+  if (g_hash_table_contains (self->groups, record->group->id) || g_hash_table_size (self->groups) >= MAX_GROUPS)
+    return set_damaged (error, "a second copy of a group, or too many groups");
+  if (!json_parser_load_from_data (parser, record->group->state, -1, NULL) ||
+      !JSON_NODE_HOLDS_OBJECT (json_parser_get_root (parser)))
+    return set_damaged (error, "the state is not a JSON object");
+  state = json_node_get_object (json_parser_get_root (parser));
+  admin = json_get_string (state, "admin");
+  key_id = json_get_string (state, "keyId");
+  removed = json_object_get_member (state, "removed");
+  keys = json_get_object (state, "keys");
+  if (admin == NULL || !natter_peer_id_is_valid (admin) || key_id == NULL ||
+      !natter_message_id_is_valid (key_id) || !json_get_int (state, "fanout", &fanout) ||
+      fanout < 1 || fanout > NATTER_GROUPS_MAX_FANOUT || removed == NULL ||
+      json_node_get_value_type (removed) != G_TYPE_BOOLEAN || keys == NULL ||
+      g_utf8_strlen (record->group->name, -1) > NATTER_GROUPS_MAX_NAME ||
+      !peers_from_json (json_get_array (state, "ever"), MAX_EVER, ever) ||
+      !peers_from_json (json_get_array (state, "welcome"), NATTER_GROUPS_MAX_MEMBERS, welcome) ||
+      !clock_json_is_valid (json_get_object (state, "delivered")) ||
+      !clock_json_is_valid (json_get_object (state, "read")) ||
+      record->members->len > NATTER_GROUPS_MAX_MEMBERS)
+    return set_damaged (error, "a field of the state is missing or out of range");
+  for (guint i = 0; i < record->members->len; i++)
+    {
+      NatterStoreGroupMember *member = g_ptr_array_index (record->members, i);
+
+      if (!natter_peer_id_is_valid (member->peer_id))
+        return set_damaged (error, "a member is not a peer ID");
+    }
+  json_object_iter_init (&iter, keys);
+  while (json_object_iter_next (&iter, &name, &node))
+    {
+      JsonObject *info = JSON_NODE_HOLDS_OBJECT (node) ? json_node_get_object (node) : NULL;
+      g_autoptr(GHashTable) writers = str_set_new ();
+      const char *hash = json_get_string (info, "hash");
+      g_autoptr(GBytes) hash_bytes = hash != NULL ? base64_to_bytes (hash, 32) : NULL;
+
+      if (info == NULL || !natter_message_id_is_valid (name) || (hash != NULL && hash_bytes == NULL) ||
+          !peers_from_json (json_get_array (info, "writers"), NATTER_GROUPS_MAX_MEMBERS, writers))
+        return set_damaged (error, "a key's hash or writers");
+    }
+  for (guint i = 0; i < record->messages->len; i++)
+    {
+      NatterStoreGroupMessage *stored = g_ptr_array_index (record->messages, i);
+
+      if (!g_hash_table_contains (ever, stored->author))
+        return set_damaged (error, "a message from someone who never was a member");
+    }
+
+  /* Checked: build it. */
+  g = group_new (self, record->group->id, record->group->name, admin, (guint) fanout);
+  g->created_at = record->group->created_at;
+  g_hash_table_unref (g->ever);
+  g->ever = g_steal_pointer (&ever);
+  for (guint i = 0; i < record->members->len; i++)
+    group_add_member (g, ((NatterStoreGroupMember *) g_ptr_array_index (record->members, i))->peer_id);
+  g->key_id = g_strdup (key_id);
+  g->removed = json_node_get_boolean (removed);
+  {
+    GHashTableIter key_iter;
+    gpointer stored_id, key;
+
+    g_hash_table_iter_init (&key_iter, record->keys);
+    while (g_hash_table_iter_next (&key_iter, &stored_id, &key))
+      g_hash_table_insert (g->keys, g_strdup (stored_id), g_bytes_ref (key));
+  }
+  json_object_iter_init (&iter, keys);
+  while (json_object_iter_next (&iter, &name, &node))
+    {
+      JsonObject *info = json_node_get_object (node);
+      GHashTable *writers = str_set_new ();
+      const char *hash = json_get_string (info, "hash");
+
+      peers_from_json (json_get_array (info, "writers"), NATTER_GROUPS_MAX_MEMBERS, writers);
+      g_hash_table_insert (g->key_members, g_strdup (name), writers);
+      if (hash != NULL)
+        g_hash_table_insert (g->key_hashes, g_strdup (name), base64_to_bytes (hash, 32));
+    }
+  {
+    GHashTableIter welcome_iter;
+    gpointer invitee;
+
+    g_hash_table_iter_init (&welcome_iter, welcome);
+    while (g_hash_table_iter_next (&welcome_iter, &invitee, NULL))
+      if (group_is_member (g, invitee))
+        time_table_set (g->pending_welcome, invitee, 0);
+  }
+  natter_vector_clock_free (g->my_read);
+  g->my_read = clock_from_json (g, json_get_object (state, "read"));
+  delivered = clock_from_json (g, json_get_object (state, "delivered"));
+
+  /* The log: per author, the run of counters that follows the first
+   * stored one without a gap, up to the delivered clock.  Anything past a
+   * gap comes back through sync. */
+  g_ptr_array_sort (record->messages, compare_stored);
+  for (guint i = 0; i < record->messages->len;)
+    {
+      NatterStoreGroupMessage *first = g_ptr_array_index (record->messages, i);
+      guint64 local = natter_vector_clock_get (delivered, first->author);
+      AuthorLog *log = g_new0 (AuthorLog, 1);
+      guint64 next = (guint64) first->counter;
+      guint j = i;
+
+      log->base = next - 1;
+      log->entries = g_ptr_array_new ();
+      g_hash_table_insert (g->logs, g_strdup (first->author), log);
+      for (; j < record->messages->len; j++)
+        {
+          NatterStoreGroupMessage *stored = g_ptr_array_index (record->messages, j);
+          g_autoptr(NatterMessage) message = NULL;
+          Entry *entry;
+          GHashTableIter vc_iter;
+          gpointer vc_peer, vc_value;
+
+          if (strcmp (stored->author, first->author) != 0)
+            break;
+          if ((guint64) stored->counter != next || next > local || g_hash_table_contains (g->ids, stored->msg_id))
+            continue;
+          /* Verified on the store's thread. */
+          message = natter_message_decode (stored->wire, NATTER_MESSAGE_DECODE_NONE, NULL);
+          if (message == NULL)
+            continue;
+          entry = g_new0 (Entry, 1);
+          entry->msg_id = g_strdup (stored->msg_id);
+          entry->author = g_strdup (stored->author);
+          entry->counter = next;
+          entry->timestamp = message->timestamp;
+          entry->key_id = g_strdup (message->key_id);
+          entry->wire = g_bytes_ref (stored->wire);
+          entry->clock = natter_vector_clock_new ();
+          g_hash_table_iter_init (&vc_iter, message->vector_clock);
+          while (g_hash_table_iter_next (&vc_iter, &vc_peer, &vc_value))
+            if (g_hash_table_contains (g->ever, vc_peer))
+              natter_vector_clock_set (entry->clock, vc_peer, *(guint64 *) vc_value);
+          entry->clock_sum = (guint64) stored->clock_sum;
+          entry->delivered = TRUE;
+          entry->kind = g_strdup (stored->kind);
+          entry->text = g_strdup (stored->body);
+          g_hash_table_insert (g->ids, entry->msg_id, entry);
+          g_ptr_array_add (log->entries, entry);
+          if (entry->kind != NULL)
+            history_insert (g, entry);
+          next++;
+        }
+      if (log->entries->len == 0)
+        log->base = local;
+      else if (next - 1 < local)
+        natter_vector_clock_set (delivered, first->author, next - 1);
+      i = j;
+    }
+  natter_vector_clock_iter_init (&clock_iter, delivered);
+  while (natter_vector_clock_iter_next (&clock_iter, &peer, &value))
+    natter_causal_buffer_set_local (g->buffer, natter_causal_buffer_add_member (g->buffer, peer), value);
+  g->dirty = FALSE;
+  g->members_dirty = FALSE;
+  if (!g->removed)
+    groups_want_peers (self, g);
+  return TRUE;
+}
+
+void
+natter_groups_restore (NatterGroups *self,
+                       GPtrArray    *records)
+{
+  g_return_if_fail (NATTER_IS_GROUPS (self));
+
+  for (guint i = 0; records != NULL && i < records->len; i++)
+    {
+      NatterStoreGroupRecord *record = g_ptr_array_index (records, i);
+      g_autoptr(GError) error = NULL;
+
+      if (!group_restore (self, record, &error))
+        g_warning ("Group %s is not loaded: %s", record->group->id, error->message);
+    }
+  groups_pace_peers (self);
+}
+
+/* }}} */
 /* {{{ GObject */
 
 NatterGroups *
 natter_groups_new (NatterMessagingService *service,
-                   NatterIdentity         *identity)
+                   NatterIdentity         *identity,
+                   NatterStore            *store)
 {
   NatterGroups *self = g_object_new (NATTER_TYPE_GROUPS, NULL);
 
   self->service = service;
   self->identity = g_object_ref (identity);
+  self->store = store != NULL ? g_object_ref (store) : NULL;
   self->self_id = g_strdup (natter_identity_get_peer_id (identity));
   self->tick_source = g_timeout_add (TICK_MS, on_tick, self);
   return self;
@@ -3106,7 +3664,12 @@ void
 natter_groups_shutdown (NatterGroups *self)
 {
   g_return_if_fail (NATTER_IS_GROUPS (self));
+  /* The last changes go to the store ahead of its closing (its queue is
+   * first in, first out). */
+  if (!self->shut_down)
+    groups_save (self);
   self->shut_down = TRUE;
+  g_clear_handle_id (&self->save_source, g_source_remove);
   g_clear_handle_id (&self->tick_source, g_source_remove);
   g_clear_handle_id (&self->summary_idle, g_source_remove);
   g_clear_handle_id (&self->summary_source, g_source_remove);
@@ -3122,6 +3685,7 @@ natter_groups_finalize (GObject *object)
   g_clear_handle_id (&self->summary_idle, g_source_remove);
   g_clear_handle_id (&self->summary_source, g_source_remove);
   g_clear_handle_id (&self->ack_source, g_source_remove);
+  g_clear_handle_id (&self->save_source, g_source_remove);
   g_hash_table_unref (self->groups);
   g_hash_table_unref (self->rtt);
   g_hash_table_unref (self->last_ping);
@@ -3129,6 +3693,7 @@ natter_groups_finalize (GObject *object)
   g_queue_clear_full (&self->peer_queue, g_free);
   g_hash_table_unref (self->blocked);
   g_clear_object (&self->identity);
+  g_clear_object (&self->store);
   g_free (self->self_id);
 
   G_OBJECT_CLASS (natter_groups_parent_class)->finalize (object);

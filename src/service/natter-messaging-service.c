@@ -3305,6 +3305,7 @@ typedef struct
   GPtrArray *outbox;          /* NatterStoreOutboxEntry */
   GPtrArray *expired;         /* NatterStoreOutboxEntry */
   GHashTable *sequences;      /* peer ID -> gint64[3]: conversation, out, in */
+  GPtrArray *groups;          /* NatterStoreGroupRecord, checked (natter-groups.c) */
 } LoadResult;
 
 static void
@@ -3315,6 +3316,7 @@ load_result_free (LoadResult *result)
   g_clear_pointer (&result->outbox, g_ptr_array_unref);
   g_clear_pointer (&result->expired, g_ptr_array_unref);
   g_clear_pointer (&result->sequences, g_hash_table_unref);
+  g_clear_pointer (&result->groups, g_ptr_array_unref);
   g_free (result);
 }
 
@@ -3330,7 +3332,8 @@ load_run (NatterDb  *db,
   if (!(result->expired = natter_db_outbox_take_expired (db, now, error)) ||
       !(result->contacts = natter_db_list_contacts (db, error)) ||
       !(result->conversations = natter_db_list_conversations (db, error)) ||
-      !(result->outbox = natter_db_outbox_due (db, now, 1000000, error)))
+      !(result->outbox = natter_db_outbox_due (db, now, 1000000, error)) ||
+      !(result->groups = natter_groups_load_saved (db, error)))
     {
       load_result_free (result);
       return NULL;
@@ -3415,6 +3418,7 @@ on_loaded (GObject      *source,
 {
   g_autoptr(GTask) task = user_data;
   NatterMessagingService *self = g_task_get_source_object (task);
+  g_autoptr(GPtrArray) saved_groups = NULL;
   GError *error = NULL;
   LoadResult *loaded;
 
@@ -3486,10 +3490,12 @@ on_loaded (GObject      *source,
           emit_state (self, entry->msg_id, entry->recipient, NATTER_STORE_MESSAGE_FAILED, NULL);
         }
     }
+  saved_groups = g_steal_pointer (&loaded->groups);
   load_result_free (loaded);
 
   self->started = TRUE;
-  self->groups = natter_groups_new (self, self->identity);
+  self->groups = natter_groups_new (self, self->identity, self->store);
+  natter_groups_restore (self->groups, saved_groups);
   self->files = natter_file_transfers_new (self, self->store);
   natter_file_transfers_start (self->files);
   service_start_finders (self);

@@ -15,11 +15,38 @@
 
 #include <string.h>
 
+#include <sqlite3.h>
+
 #include "natter-crypto.h"
 #include "natter-group-cluster.h"
 #include "natter-message.h"
 
 static const char *server_path;
+
+/* A warning the test provokes on purpose (a pattern), and how many came.
+ * g_test_expect_message() does not see structured logging, which the
+ * project uses, so a writer sets such a warning aside. */
+static const char *expected_warning;
+static gint expected_seen;
+
+static GLogWriterOutput
+log_writer (GLogLevelFlags   level,
+            const GLogField *fields,
+            gsize            n_fields,
+            gpointer         user_data)
+{
+  const char *pattern = g_atomic_pointer_get (&expected_warning);
+
+  if (pattern != NULL && (level & G_LOG_LEVEL_WARNING) != 0)
+    for (gsize i = 0; i < n_fields; i++)
+      if (strcmp (fields[i].key, "MESSAGE") == 0 && fields[i].length < 0 &&
+          g_pattern_match_simple (pattern, fields[i].value))
+        {
+          g_atomic_int_inc (&expected_seen);
+          return G_LOG_WRITER_HANDLED;
+        }
+  return g_log_writer_default (level, fields, n_fields, user_data);
+}
 
 /* Sanitizer builds run several times slower: every wait scales. */
 #define SLOW (cluster_slowdown ())
@@ -663,6 +690,131 @@ test_catch_up (void)
   }
 }
 
+static void
+send_or_fail (Cluster    *cluster,
+              guint       index,
+              const char *text,
+              char      **out_msg_id)
+{
+  g_autoptr(GError) error = NULL;
+  char *msg_id = natter_groups_send_text (cluster_node (cluster, index)->groups, cluster->group_id,
+                                          text, &error);
+
+  g_assert_no_error (error);
+  g_assert_nonnull (msg_id);
+  if (out_msg_id != NULL)
+    *out_msg_id = msg_id;
+  else
+    g_free (msg_id);
+}
+
+/* A member's service stops and is created again on the same profile: it
+ * shows the same group and history at once, gets what was sent while it
+ * was away through sync, and what it sends next (its counter going on) is
+ * taken by everyone. */
+static void
+test_restart (void)
+{
+  g_autoptr(Cluster) cluster = start_cluster (4, 0);
+  g_autoptr(GError) error = NULL;
+  ClusterNode *member = cluster_node (cluster, 3);
+  g_autoptr(NatterGroupInfo) before = NULL;
+  g_autoptr(NatterGroupInfo) after = NULL;
+  g_autoptr(NatterMessage) first = NULL;
+  g_autoptr(NatterMessage) next = NULL;
+  g_autoptr(GPtrArray) history = NULL;
+  g_autofree char *shown = NULL;
+  g_autofree char *mine = NULL;
+  g_autofree char *again = NULL;
+  NatterGroupsStats stats;
+  Expect expect = { cluster, 3 };
+  gboolean found = FALSE;
+
+  send_or_fail (cluster, 0, "before 1", NULL);
+  send_or_fail (cluster, 3, "before 2", &mine);
+  send_or_fail (cluster, 2, "before 3", NULL);
+  g_assert_true (cluster_wait (all_have, &expect, 20 * SLOW));
+  g_assert_true (cluster_wait (all_equal, cluster, 20 * SLOW));
+  g_assert_true (natter_groups_mark_read (member->groups, cluster->group_id, &error));
+  before = natter_groups_get_info (member->groups, cluster->group_id);
+  shown = cluster_history_string (cluster, 3);
+
+  cluster_stop_node (cluster, 3);
+  send_or_fail (cluster, 1, "while away 1", NULL);
+  send_or_fail (cluster, 2, "while away 2", NULL);
+  expect.expected = 5;
+  g_assert_true (cluster_wait (all_have, &expect, 20 * SLOW));
+
+  g_assert_true (cluster_restart_node (cluster, 3, &error));
+  g_assert_no_error (error);
+
+  /* (a) The same group, members and admin, and the history it had. */
+  after = natter_groups_get_info (member->groups, cluster->group_id);
+  g_assert_nonnull (after);
+  g_assert_cmpstr (after->name, ==, before->name);
+  g_assert_cmpstr (after->admin, ==, before->admin);
+  g_assert_cmpstr (after->key_id, ==, before->key_id);
+  g_assert_cmpuint (after->fanout, ==, before->fanout);
+  g_assert_false (after->removed);
+  g_assert_true (g_strv_equal ((const char * const *) after->members, (const char * const *) before->members));
+  {
+    g_autofree char *now = cluster_history_string (cluster, 3);
+
+    g_assert_true (g_str_has_prefix (now, shown));
+  }
+  history = natter_groups_get_history (member->groups, cluster->group_id);
+  for (guint i = 0; i < history->len; i++)
+    {
+      NatterGroupMessage *message = g_ptr_array_index (history, i);
+
+      if (g_strcmp0 (message->msg_id, mine) == 0)
+        {
+          g_assert_cmpstr (message->text, ==, "before 2");
+          g_assert_cmpstr (message->kind, ==, "text");
+          g_assert_true (message->outgoing);
+          found = TRUE;
+        }
+    }
+  g_assert_true (found);
+
+  /* (b) What was sent meanwhile comes through sync. */
+  g_assert_true (cluster_wait (all_have, &expect, 60 * SLOW));
+  g_assert_true (cluster_wait (all_equal, cluster, 20 * SLOW));
+  natter_groups_get_stats (member->groups, &stats);
+  g_test_message ("after the restart: %" G_GUINT64_FORMAT " pulled", stats.pulled);
+  check_causal (cluster, 3);
+
+  /* (c) Its counter goes on, and the others take the new message. */
+  send_or_fail (cluster, 3, "after the restart", &again);
+  first = decode_wire (member, cluster->group_id, mine);
+  next = decode_wire (member, cluster->group_id, again);
+  g_assert_cmpuint (next->sequence, ==, first->sequence + 1);
+  expect.expected = 6;
+  g_assert_true (cluster_wait (all_have, &expect, 30 * SLOW));
+  g_assert_true (cluster_wait (all_equal, cluster, 20 * SLOW));
+  for (guint i = 0; i < 3; i++)
+    g_assert_true (g_hash_table_contains (cluster_node (cluster, i)->arrivals, again));
+
+  /* Disk data is not trusted: a stored text that is not what its author
+   * sealed leaves the group out, with a warning that says why. */
+  cluster_stop_node (cluster, 3);
+  {
+    sqlite3 *raw = NULL;
+
+    g_assert_cmpint (sqlite3_open (natter_profile_get_database_path (member->profile), &raw), ==, SQLITE_OK);
+    g_assert_cmpint (sqlite3_exec (raw, "UPDATE group_messages SET body = 'forged' WHERE kind = 'text'",
+                                   NULL, NULL, NULL), ==, SQLITE_OK);
+    g_assert_cmpint (sqlite3_changes (raw), >, 0);
+    sqlite3_close (raw);
+  }
+  g_atomic_pointer_set (&expected_warning, "*not loaded*does not show what its author wrote*");
+  g_assert_true (cluster_restart_node (cluster, 3, &error));
+  g_atomic_pointer_set (&expected_warning, NULL);
+  g_assert_no_error (error);
+  g_assert_cmpuint (g_atomic_int_get (&expected_seen), ==, 1);
+  g_assert_null (natter_groups_get_info (member->groups, cluster->group_id));
+}
+
 int
 main (int   argc,
       char *argv[])
@@ -674,10 +826,12 @@ main (int   argc,
       return 2;
     }
   server_path = argv[1];
+  g_log_set_writer_func (log_writer, NULL, NULL);
 
   g_test_add_func ("/groups/membership", test_membership);
   g_test_add_func ("/groups/convergence", test_convergence);
   g_test_add_func ("/groups/fanout", test_fanout);
   g_test_add_func ("/groups/catch-up", test_catch_up);
+  g_test_add_func ("/groups/restart", test_restart);
   return g_test_run ();
 }

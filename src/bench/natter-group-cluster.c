@@ -162,6 +162,29 @@ on_started (GObject      *source,
   counter_complete (user_data, error);
 }
 
+/* Creates the node's service on its profile and starts it. */
+static void
+node_start (Cluster     *cluster,
+            ClusterNode *node,
+            Counter     *counter)
+{
+  const char *urls[] = { cluster->url, NULL };
+  const char *lo[] = { "lo", NULL };
+
+  node->service = natter_messaging_service_new (node->profile);
+  g_object_set (node->service, "rendezvous-urls", urls, "lan-discovery", FALSE,
+                "interfaces", lo, NULL);
+  natter_messaging_service_start_async (node->service, NULL, on_started, counter_expect (counter));
+}
+
+static void
+node_watch (ClusterNode *node)
+{
+  node->groups = natter_messaging_service_get_groups (node->service);
+  g_signal_connect (node->groups, "message-received", G_CALLBACK (on_group_message), node);
+  g_signal_connect (node->groups, "operation-rejected", G_CALLBACK (on_rejected), node);
+}
+
 Cluster *
 cluster_new (const char  *rendezvous_path,
              guint        n_nodes,
@@ -172,7 +195,6 @@ cluster_new (const char  *rendezvous_path,
   g_autoptr(GDataInputStream) out = NULL;
   g_autofree char *line = NULL;
   const char *tmp;
-  const char *lo[] = { "lo", NULL };
   g_autoptr(Counter) counter = counter_new ();
 
   cluster->nodes = g_ptr_array_new ();
@@ -197,7 +219,6 @@ cluster_new (const char  *rendezvous_path,
   for (guint i = 0; i < n_nodes; i++)
     {
       ClusterNode *node = g_new0 (ClusterNode, 1);
-      const char *urls[] = { cluster->url, NULL };
 
       g_ptr_array_add (cluster->nodes, node);
       node->dir = g_strdup_printf ("%s/m%02u", tmp, i);
@@ -205,11 +226,8 @@ cluster_new (const char  *rendezvous_path,
       node->profile = natter_profile_open (node->dir, NULL, error);
       if (node->profile == NULL)
         return NULL;
-      node->service = natter_messaging_service_new (node->profile);
+      node_start (cluster, node, counter);
       node->peer_id = g_strdup (natter_messaging_service_get_peer_id (node->service));
-      g_object_set (node->service, "rendezvous-urls", urls, "lan-discovery", FALSE,
-                    "interfaces", lo, NULL);
-      natter_messaging_service_start_async (node->service, NULL, on_started, counter_expect (counter));
     }
   if (!cluster_wait (counter_done, counter, 60 * cluster_slowdown ()) || counter->error != NULL)
     {
@@ -220,13 +238,7 @@ cluster_new (const char  *rendezvous_path,
       return NULL;
     }
   for (guint i = 0; i < n_nodes; i++)
-    {
-      ClusterNode *node = g_ptr_array_index (cluster->nodes, i);
-
-      node->groups = natter_messaging_service_get_groups (node->service);
-      g_signal_connect (node->groups, "message-received", G_CALLBACK (on_group_message), node);
-      g_signal_connect (node->groups, "operation-rejected", G_CALLBACK (on_rejected), node);
-    }
+    node_watch (g_ptr_array_index (cluster->nodes, i));
   return g_steal_pointer (&cluster);
 }
 
@@ -246,6 +258,31 @@ on_stopped (GObject      *source,
 
   natter_messaging_service_stop_finish (NATTER_MESSAGING_SERVICE (source), result, &error);
   counter_complete (user_data, error);
+}
+
+gboolean
+cluster_restart_node (Cluster  *cluster,
+                      guint     index,
+                      GError  **error)
+{
+  ClusterNode *node = cluster_node (cluster, index);
+  g_autoptr(Counter) counter = counter_new ();
+
+  g_return_val_if_fail (node->stopped && node->service == NULL, FALSE);
+
+  node_start (cluster, node, counter);
+  if (!cluster_wait (counter_done, counter, 60 * cluster_slowdown ()) || counter->error != NULL)
+    {
+      if (counter->error != NULL)
+        g_propagate_error (error, g_steal_pointer (&counter->error));
+      else
+        g_set_error_literal (error, G_IO_ERROR, G_IO_ERROR_TIMED_OUT, "The service did not start");
+      g_clear_object (&node->service);
+      return FALSE;
+    }
+  node_watch (node);
+  node->stopped = FALSE;
+  return TRUE;
 }
 
 static void

@@ -73,6 +73,11 @@ gboolean  cluster_star_ready        (Cluster     *cluster,
 /* Stops and drops a node's service (it is gone, as if killed). */
 void      cluster_stop_node         (Cluster     *cluster,
                                      guint        index);
+/* Creates the service of a stopped node again, on the same profile (what
+ * a restart of the application does), and waits until it has started. */
+gboolean  cluster_restart_node      (Cluster     *cluster,
+                                     guint        index,
+                                     GError     **error);
 /* The group history of a node as one string of message IDs, one a line. */
 char     *cluster_history_string    (Cluster     *cluster,
                                      guint        index);

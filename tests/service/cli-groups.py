@@ -11,7 +11,8 @@
 # "Groups"): group-create, the group-changed events, group-send and the
 # group-message-received events, equal group-history on all three,
 # receipts, typing, group-remove (C sees it was removed and gets nothing
-# sent after), errors for bad group commands, and clean exits.
+# sent after), errors for bad group commands, clean exits, and B started
+# again on its profile showing the same group and history.
 #
 # Usage: cli-groups.py PATH-TO-natter-cli PATH-TO-natter-rendezvous.  TAP.
 
@@ -157,8 +158,25 @@ def main():
         ok(err is not None and err["event"] == "error" and err["code"] == "not-allowed",
            "C can no longer send", err)
 
+        final = {p.name: history_ids(p, group) for p in (a, b)}
         for p in peers:
             basic.clean_exit(p, p.stop("quit"))
+
+        # A restart keeps the group: B runs again on its profile, alone.
+        b2 = Peer("B", workdir, os.path.join(workdir, "b"), env, net)
+        peers = [b2]
+        ready = b2.wait_for(lambda e: e["event"] == "ready", basic.EVENT_TIMEOUT)
+        must(ready is not None and ready["peerId"] == ids["B"], "B starts again", ready)
+        reply = b2.request("group-info", group=group)
+        ok(is_reply(reply) and reply["info"]["name"] == "Trio" and reply["info"]["admin"] == ids["A"]
+           and sorted(reply["info"]["members"]) == sorted([ids["A"], ids["B"]]),
+           "after the restart B still has the group, its admin and members", reply)
+        again = history_ids(b2, group)
+        ok(again is not None and again == final["B"] and final["B"] == final["A"],
+           "after the restart B shows the same history", again)
+        sent = b2.request("group-send", group=group, text="back again")
+        ok(is_reply(sent), "B can send after the restart", sent)
+        basic.clean_exit(b2, b2.stop("quit"))
     except Bail:
         for p in peers:
             p.kill()

@@ -135,3 +135,30 @@ natter_app_presence_label (NatterPresence presence)
       return _("Offline");
     }
 }
+
+gboolean
+natter_app_tracing (void)
+{
+  return !g_log_writer_default_would_drop (G_LOG_LEVEL_DEBUG, NATTER_UI_LOG_DOMAIN);
+}
+
+gboolean
+natter_app_widget_center (GtkWidget *widget,
+                          int       *x,
+                          int       *y)
+{
+  GtkNative *native = gtk_widget_get_native (widget);
+  graphene_point_t point;
+  double dx = 0, dy = 0;
+
+  if (native == NULL || !gtk_widget_get_mapped (widget) ||
+      !gtk_widget_compute_point (widget, GTK_WIDGET (native),
+                                 &GRAPHENE_POINT_INIT (gtk_widget_get_width (widget) / 2.f,
+                                                       gtk_widget_get_height (widget) / 2.f),
+                                 &point))
+    return FALSE;
+  gtk_native_get_surface_transform (native, &dx, &dy);
+  *x = (int) (point.x + dx);
+  *y = (int) (point.y + dy);
+  return TRUE;
+}

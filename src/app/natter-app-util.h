@@ -28,4 +28,11 @@ gboolean       natter_app_same_day          (gint64                  a_ms,
                                              gint64                  b_ms);
 const char    *natter_app_presence_label    (NatterPresence          presence);
 
+/* For the UI tests: whether natter-ui lines are wanted, and the centre of
+ * @widget in its window's X coordinates (FALSE while it is not laid out). */
+gboolean       natter_app_tracing           (void);
+gboolean       natter_app_widget_center     (GtkWidget              *widget,
+                                             int                    *x,
+                                             int                    *y);
+
 G_END_DECLS

@@ -252,6 +252,8 @@ configure_service (NatterApplication *self)
                 "lan-discovery", !self->no_lan && g_settings_get_boolean (settings, "lan-discovery"),
                 NULL);
   on_download_folder_changed (self, "download-folder", settings);
+  /* Live: the service starts or stops showing a handle at once. */
+  g_settings_bind (settings, "discoverable", self->service, "discoverable", G_SETTINGS_BIND_GET);
   g_signal_connect_object (settings, "changed::download-folder",
                            G_CALLBACK (on_download_folder_changed), self, G_CONNECT_SWAPPED);
   if (self->interfaces != NULL)
@@ -469,6 +471,13 @@ on_test_command (GObject      *source,
   if (g_str_has_prefix (line, "drop-file "))
     g_action_group_activate_action (G_ACTION_GROUP (self), "test-drop-file",
                                     g_variant_new_string (line + strlen ("drop-file ")));
+  else if (g_str_has_prefix (line, "window-action "))
+    {
+      NatterWindow *window = get_window (self);
+
+      if (window == NULL || !gtk_widget_activate_action (GTK_WIDGET (window), line + strlen ("window-action "), NULL))
+        g_warning ("test: could not activate %s", line + strlen ("window-action "));
+    }
   else if (line[0] != '\0')
     g_warning ("Unknown test command: %s", line);
   read_test_command (self);

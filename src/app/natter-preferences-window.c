@@ -19,6 +19,7 @@ struct _NatterPreferencesWindow
 
   AdwEntryRow *display_name_row;
   GtkSwitch *lan_switch;
+  GtkSwitch *discoverable_switch;
   AdwEntryRow *rendezvous_row;
   AdwEntryRow *stun_row;
   AdwEntryRow *turn_row;
@@ -126,6 +127,7 @@ natter_preferences_window_class_init (NatterPreferencesWindowClass *klass)
   gtk_widget_class_set_template_from_resource (widget_class, "/org/natter/Natter/natter-preferences-window.ui");
   gtk_widget_class_bind_template_child (widget_class, NatterPreferencesWindow, display_name_row);
   gtk_widget_class_bind_template_child (widget_class, NatterPreferencesWindow, lan_switch);
+  gtk_widget_class_bind_template_child (widget_class, NatterPreferencesWindow, discoverable_switch);
   gtk_widget_class_bind_template_child (widget_class, NatterPreferencesWindow, rendezvous_row);
   gtk_widget_class_bind_template_child (widget_class, NatterPreferencesWindow, stun_row);
   gtk_widget_class_bind_template_child (widget_class, NatterPreferencesWindow, turn_row);
@@ -156,6 +158,7 @@ natter_preferences_window_new (NatterProfile *profile)
   self->settings = g_object_ref (natter_profile_get_settings (profile));
   g_settings_bind (self->settings, "display-name", self->display_name_row, "text", G_SETTINGS_BIND_DEFAULT);
   g_settings_bind (self->settings, "lan-discovery", self->lan_switch, "active", G_SETTINGS_BIND_DEFAULT);
+  g_settings_bind (self->settings, "discoverable", self->discoverable_switch, "active", G_SETTINGS_BIND_DEFAULT);
   g_settings_bind (self->settings, "stun-server", self->stun_row, "text", G_SETTINGS_BIND_DEFAULT);
   g_settings_bind_with_mapping (self->settings, "rendezvous-servers", self->rendezvous_row, "text",
                                 G_SETTINGS_BIND_DEFAULT, strv_to_text, text_to_strv, NULL, NULL);

@@ -302,20 +302,10 @@ on_show_clicked (NatterTransferRow *self)
 static void
 trace_accept_position (NatterTransferRow *self)
 {
-  GtkNative *native = gtk_widget_get_native (self->accept_button);
-  graphene_point_t point;
-  double dx = 0, dy = 0;
   int x, y;
 
-  if (native == NULL || !gtk_widget_get_mapped (self->accept_button) ||
-      !gtk_widget_compute_point (self->accept_button, GTK_WIDGET (native),
-                                 &GRAPHENE_POINT_INIT (gtk_widget_get_width (self->accept_button) / 2.f,
-                                                       gtk_widget_get_height (self->accept_button) / 2.f),
-                                 &point))
+  if (!natter_app_widget_center (self->accept_button, &x, &y))
     return;
-  gtk_native_get_surface_transform (native, &dx, &dy);
-  x = (int) (point.x + dx);
-  y = (int) (point.y + dy);
   if (x == self->accept_x && y == self->accept_y)
     return;
   self->accept_x = x;

@@ -30,7 +30,7 @@ natter_bench_codec (int       argc,
   g_autofree char *text = g_strnfill (700, 'x');
   const char *to[] = { natter_identity_get_peer_id (bob), NULL };
   const guint rounds = 20000;
-  double t0, decode_us, verify_us, baseline_us;
+  double t0, decode_us, verify_us, baseline_us, sign_us;
   gsize size;
   const char *data;
 
@@ -80,7 +80,21 @@ natter_bench_codec (int       argc,
     }
   verify_us = (natter_bench_now () - t0) / rounds * 1e6;
 
+  /* What a sender does per message: validate, sign, encode. */
+  t0 = natter_bench_now ();
+  for (guint i = 0; i < rounds; i++)
+    {
+      g_autoptr(GBytes) wire = NULL;
+
+      msg->has_signature = FALSE;
+      wire = natter_message_sign_encode (msg, alice, NULL);
+      if (wire == NULL)
+        return 1;
+    }
+  sign_us = (natter_bench_now () - t0) / rounds * 1e6;
+
   natter_bench_report_add (report, "message_bytes", size, "Message size (bytes)");
+  natter_bench_report_add (report, "sign_encode_us", sign_us, "Validate, sign and encode, per message (us)");
   natter_bench_report_add (report, "decode_us", decode_us, "Strict decode, per message (us)");
   natter_bench_report_add (report, "decode_verify_us", verify_us, "Strict decode + signature check (us)");
   natter_bench_report_add (report, "baseline_json_parse_us", baseline_us, "Baseline: json-glib parse, no checks (us)");

@@ -17,6 +17,7 @@
 #include <sodium.h>
 
 #include "natter-bench.h"
+#include "natter-bench-local.h"
 #include "natter-bench-baselines.h"
 #include "natter-identity.h"
 #include "natter-messaging-service.h"
@@ -39,51 +40,6 @@
  * a bulk stream at most 4 MiB buffered, as in natter-bench transport. */
 
 #define LO "lo"
-
-static void
-die_with_parent (gpointer user_data)
-{
-  prctl (PR_SET_PDEATHSIG, SIGKILL);
-}
-
-static gboolean
-set_flag (gpointer data)
-{
-  *(gboolean *) data = TRUE;
-  return G_SOURCE_REMOVE;
-}
-
-static gboolean
-iterate_until (gboolean *flag,
-               double    seconds)
-{
-  gboolean timed_out = FALSE;
-  guint id = g_timeout_add ((guint) (seconds * 1000), set_flag, &timed_out);
-
-  while (!*flag && !timed_out)
-    g_main_context_iteration (NULL, TRUE);
-  if (!timed_out)
-    g_source_remove (id);
-  return *flag;
-}
-
-static void
-remove_tree (const char *path)
-{
-  g_autoptr(GDir) dir = g_dir_open (path, 0, NULL);
-  const char *name;
-
-  while (dir != NULL && (name = g_dir_read_name (dir)) != NULL)
-    {
-      g_autofree char *child = g_build_filename (path, name, NULL);
-
-      if (g_file_test (child, G_FILE_TEST_IS_DIR) && !g_file_test (child, G_FILE_TEST_IS_SYMLINK))
-        remove_tree (child);
-      else
-        g_unlink (child);
-    }
-  g_rmdir (path);
-}
 
 /* ---- Transport baseline: two processes, bare connections ---------------- */
 
@@ -212,7 +168,7 @@ transport_two_process_mbps (const char *self_exe,
   guint64 sent = 0;
   double start, elapsed;
 
-  g_subprocess_launcher_set_child_setup (launcher, die_with_parent, NULL, NULL);
+  g_subprocess_launcher_set_child_setup (launcher, natter_bench_die_with_parent, NULL, NULL);
   child = g_subprocess_launcher_spawn (launcher, NULL, self_exe, "files", "--transport-peer",
                                        natter_identity_get_peer_id (identity), size_text, NULL);
   if (child == NULL)
@@ -269,79 +225,6 @@ transport_two_process_mbps (const char *self_exe,
 
 /* ---- Services ------------------------------------------------------------ */
 
-typedef struct
-{
-  NatterProfile          *profile;
-  NatterMessagingService *service;
-  gboolean                done;
-  GError                 *error;
-  char                   *result;
-} Local;
-
-static void
-on_started (GObject      *source,
-            GAsyncResult *result,
-            gpointer      user_data)
-{
-  Local *local = user_data;
-
-  natter_messaging_service_start_finish (local->service, result, &local->error);
-  local->done = TRUE;
-}
-
-static void
-on_contact (GObject      *source,
-            GAsyncResult *result,
-            gpointer      user_data)
-{
-  Local *local = user_data;
-  g_autoptr(NatterContact) contact =
-    natter_messaging_service_add_contact_finish (local->service, result, &local->error);
-
-  local->done = TRUE;
-}
-
-static gboolean
-local_start (Local       *local,
-             const char  *dir,
-             const char  *url,
-             const char  *contact,
-             const char  *downloads,
-             GError     **error)
-{
-  const char *urls[] = { url, NULL };
-  const char *lo[] = { LO, NULL };
-
-  local->profile = natter_profile_open (dir, NULL, error);
-  if (local->profile == NULL)
-    return FALSE;
-  local->service = natter_messaging_service_new (local->profile);
-  g_object_set (local->service, "rendezvous-urls", urls, "lan-discovery", FALSE,
-                "interfaces", lo, NULL);
-  if (downloads != NULL)
-    g_object_set (local->service, "download-folder", downloads, "auto-accept", TRUE, NULL);
-  local->done = FALSE;
-  natter_messaging_service_start_async (local->service, NULL, on_started, local);
-  iterate_until (&local->done, 30);
-  if (local->error != NULL)
-    {
-      g_propagate_error (error, g_steal_pointer (&local->error));
-      return FALSE;
-    }
-  if (contact != NULL)
-    {
-      local->done = FALSE;
-      natter_messaging_service_add_contact_async (local->service, contact, NULL, NULL, on_contact, local);
-      iterate_until (&local->done, 30);
-      if (local->error != NULL)
-        {
-          g_propagate_error (error, g_steal_pointer (&local->error));
-          return FALSE;
-        }
-    }
-  return TRUE;
-}
-
 static int
 run_receiver (const char *dir,
               const char *url,
@@ -350,9 +233,9 @@ run_receiver (const char *dir,
 {
   g_autoptr(GError) error = NULL;
   g_autoptr(GMainLoop) loop = g_main_loop_new (NULL, FALSE);
-  Local local = { 0 };
+  NatterBenchLocal local = { 0 };
 
-  if (!local_start (&local, dir, url, contact, downloads, &error))
+  if (!natter_bench_local_start (&local, dir, url, contact, downloads, &error))
     {
       fprintf (stderr, "natter-bench receiver: %s\n", error->message);
       return 1;
@@ -460,24 +343,6 @@ on_file_sent (GObject      *source,
     }
 }
 
-static char *
-find_rendezvous (const char *self_exe)
-{
-  const char *env = g_getenv ("NATTER_RENDEZVOUS");
-  g_autofree char *dir = g_path_get_dirname (self_exe);
-  g_autofree char *candidate = g_build_filename (dir, "..", "rendezvous", "natter-rendezvous", NULL);
-
-  if (env != NULL)
-    return g_strdup (env);
-  if (g_file_test (candidate, G_FILE_TEST_IS_EXECUTABLE))
-    return g_steal_pointer (&candidate);
-  g_free (candidate);
-  candidate = g_build_filename (dir, "natter-rendezvous", NULL);
-  if (g_file_test (candidate, G_FILE_TEST_IS_EXECUTABLE))
-    return g_steal_pointer (&candidate);
-  return g_find_program_in_path ("natter-rendezvous");
-}
-
 static gboolean
 write_random_file (const char  *path,
                    guint64      size,
@@ -545,7 +410,7 @@ natter_bench_files (int       argc,
   guint64 size = G_GUINT64_CONSTANT (1) << 30, bulk = 512 * 1024 * 1024;
   const char *tmp_base = NULL;
   const char *r_dir = NULL, *r_url = NULL, *r_contact = NULL, *r_downloads = NULL;
-  Local a = { 0 };
+  NatterBenchLocal a = { 0 };
   Run run = { 0 };
   double tcp_mbps, transport_mbps, file_mbps, offer_s, start, idle_p50, idle_p99, busy_p50, busy_p99;
   guint idle_n, i = 0;
@@ -586,7 +451,7 @@ natter_bench_files (int       argc,
     return 1;
 
   self_exe = g_file_read_link ("/proc/self/exe", NULL);
-  rendezvous = find_rendezvous (self_exe);
+  rendezvous = natter_bench_find_rendezvous (self_exe);
   if (rendezvous == NULL)
     {
       fprintf (stderr, "natter-bench files: natter-rendezvous not found (set NATTER_RENDEZVOUS)\n");
@@ -620,7 +485,7 @@ natter_bench_files (int       argc,
   {
     g_autoptr(GSubprocessLauncher) launcher = g_subprocess_launcher_new (G_SUBPROCESS_FLAGS_STDOUT_PIPE);
 
-    g_subprocess_launcher_set_child_setup (launcher, die_with_parent, NULL, NULL);
+    g_subprocess_launcher_set_child_setup (launcher, natter_bench_die_with_parent, NULL, NULL);
     server = g_subprocess_launcher_spawn (launcher, &error, rendezvous, "--listen", "127.0.0.1",
                                           "--port", "0", NULL);
     if (server == NULL)
@@ -633,12 +498,12 @@ natter_bench_files (int       argc,
     g_clear_object (&out);
     g_clear_pointer (&line, g_free);
   }
-  if (!local_start (&a, dir_a, url, NULL, NULL, &error))
+  if (!natter_bench_local_start (&a, dir_a, url, NULL, NULL, &error))
     goto fail;
   {
     g_autoptr(GSubprocessLauncher) launcher = g_subprocess_launcher_new (G_SUBPROCESS_FLAGS_STDOUT_PIPE);
 
-    g_subprocess_launcher_set_child_setup (launcher, die_with_parent, NULL, NULL);
+    g_subprocess_launcher_set_child_setup (launcher, natter_bench_die_with_parent, NULL, NULL);
     receiver = g_subprocess_launcher_spawn (launcher, &error, self_exe, "files", "--receiver",
                                             dir_b, url, natter_messaging_service_get_peer_id (a.service),
                                             downloads, NULL);
@@ -660,8 +525,8 @@ natter_bench_files (int       argc,
     peer_b = g_strdup (line + strlen ("ready "));
   }
   a.done = FALSE;
-  natter_messaging_service_add_contact_async (a.service, peer_b, "receiver", NULL, on_contact, &a);
-  iterate_until (&a.done, 30);
+  natter_messaging_service_add_contact_async (a.service, peer_b, "receiver", NULL, natter_bench_local_on_contact, &a);
+  natter_bench_iterate_until (&a.done, 30);
   start = natter_bench_now ();
   while (!connected && natter_bench_now () - start < 30)
     {
@@ -682,7 +547,7 @@ natter_bench_files (int       argc,
   for (i = 0; i < 300; i++)
     {
       chat_once (a.service, peer_b, &run, i);
-      if (!iterate_until (&run.chat_done, 10))
+      if (!natter_bench_iterate_until (&run.chat_done, 10))
         {
           g_set_error (&error, G_IO_ERROR, G_IO_ERROR_TIMED_OUT, "a chat message was not delivered");
           goto fail;
@@ -741,7 +606,7 @@ natter_bench_files (int       argc,
   g_subprocess_force_exit (server);
   g_object_unref (a.service);
   g_object_unref (a.profile);
-  remove_tree (tmp);
+  natter_bench_remove_tree (tmp);
   g_array_unref (run.rtts);
   g_free (run.transfer_id);
   g_free (run.chat_id);
@@ -754,6 +619,6 @@ fail:
   if (server != NULL)
     g_subprocess_force_exit (server);
   if (tmp != NULL)
-    remove_tree (tmp);
+    natter_bench_remove_tree (tmp);
   return 1;
 }

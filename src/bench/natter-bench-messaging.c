@@ -10,10 +10,12 @@
 #include <stdio.h>
 #include <string.h>
 #include <sys/prctl.h>
+#include <unistd.h>
 
 #include <glib/gstdio.h>
 
 #include "natter-bench.h"
+#include "natter-bench-local.h"
 #include "natter-identity.h"
 #include "natter-messaging-service.h"
 #include "natter-peer-connection.h"
@@ -34,103 +36,25 @@
 
 #define LO_INTERFACES "lo"
 
-static void
-die_with_parent (gpointer user_data)
-{
-  prctl (PR_SET_PDEATHSIG, SIGKILL);
-}
-
-static gboolean
-flag_cb (gpointer data)
-{
-  *(gboolean *) data = TRUE;
-  return G_SOURCE_REMOVE;
-}
-
-static gboolean
-iterate_until (gboolean *flag,
-               double    seconds)
-{
-  gboolean timed_out = FALSE;
-  guint id = g_timeout_add ((guint) (seconds * 1000), flag_cb, &timed_out);
-
-  while (!*flag && !timed_out)
-    g_main_context_iteration (NULL, TRUE);
-  if (!timed_out)
-    g_source_remove (id);
-  return *flag;
-}
-
 /* ---- A service in this process ------------------------------------------ */
 
-typedef struct
+/* CPU time (user + system) of process @pid, all threads, in seconds; -1
+ * when it cannot be read. */
+static double
+process_cpu_seconds (const char *pid)
 {
-  NatterProfile          *profile;
-  NatterMessagingService *service;
-  gboolean                done;
-  GError                 *error;
-  char                   *msg_id;
-} Local;
+  g_autofree char *path = g_strdup_printf ("/proc/%s/stat", pid);
+  g_autofree char *text = NULL;
+  g_auto(GStrv) fields = NULL;
+  const char *after;
 
-static void
-on_started (GObject      *source,
-            GAsyncResult *result,
-            gpointer      user_data)
-{
-  Local *local = user_data;
-
-  natter_messaging_service_start_finish (local->service, result, &local->error);
-  local->done = TRUE;
-}
-
-static void
-on_contact (GObject      *source,
-            GAsyncResult *result,
-            gpointer      user_data)
-{
-  Local *local = user_data;
-  g_autoptr(NatterContact) contact =
-    natter_messaging_service_add_contact_finish (local->service, result, &local->error);
-
-  local->done = TRUE;
-}
-
-static gboolean
-local_start (Local       *local,
-             const char  *dir,
-             const char  *url,
-             const char  *contact,
-             GError     **error)
-{
-  const char *urls[] = { url, NULL };
-  const char *lo[] = { LO_INTERFACES, NULL };
-
-  local->profile = natter_profile_open (dir, NULL, error);
-  if (local->profile == NULL)
-    return FALSE;
-  local->service = natter_messaging_service_new (local->profile);
-  g_object_set (local->service, "rendezvous-urls", urls, "lan-discovery", FALSE,
-                "interfaces", lo, NULL);
-  local->done = FALSE;
-  natter_messaging_service_start_async (local->service, NULL, on_started, local);
-  iterate_until (&local->done, 30);
-  if (local->error != NULL)
-    {
-      g_propagate_error (error, g_steal_pointer (&local->error));
-      return FALSE;
-    }
-  if (contact != NULL)
-    {
-      local->done = FALSE;
-      natter_messaging_service_add_contact_async (local->service, contact, NULL, NULL, on_contact, local);
-      iterate_until (&local->done, 30);
-      if (local->error != NULL)
-        {
-          g_propagate_error (error, g_steal_pointer (&local->error));
-          return FALSE;
-        }
-    }
-  return TRUE;
+  if (!g_file_get_contents (path, &text, NULL, NULL) || (after = strrchr (text, ')')) == NULL)
+    return -1;
+  /* After "pid (comm)": state is field 3; utime and stime are 14 and 15. */
+  fields = g_strsplit (after + 2, " ", 14);
+  if (g_strv_length (fields) < 14)
+    return -1;
+  return (g_ascii_strtod (fields[11], NULL) + g_ascii_strtod (fields[12], NULL)) / sysconf (_SC_CLK_TCK);
 }
 
 /* ---- The receiver process ----------------------------------------------- */
@@ -142,9 +66,9 @@ run_receiver (const char *dir,
 {
   g_autoptr(GError) error = NULL;
   g_autoptr(GMainLoop) loop = g_main_loop_new (NULL, FALSE);
-  Local local = { 0 };
+  NatterBenchLocal local = { 0 };
 
-  if (!local_start (&local, dir, url, contact, &error))
+  if (!natter_bench_local_start (&local, dir, url, contact, NULL, &error))
     {
       fprintf (stderr, "natter-bench receiver: %s\n", error->message);
       return 1;
@@ -353,28 +277,6 @@ send_one (NatterMessagingService *service,
   natter_messaging_service_send_text_async (service, peer, text, NULL, on_sent, call);
 }
 
-static char *
-find_rendezvous (const char *argv0)
-{
-  const char *env = g_getenv ("NATTER_RENDEZVOUS");
-  g_autofree char *dir = NULL;
-  g_autofree char *candidate = NULL;
-
-  if (env != NULL)
-    return g_strdup (env);
-  /* The build tree (src/bench next to src/rendezvous), then next to us
-   * when installed, then $PATH. */
-  dir = g_path_get_dirname (argv0);
-  candidate = g_build_filename (dir, "..", "rendezvous", "natter-rendezvous", NULL);
-  if (g_file_test (candidate, G_FILE_TEST_IS_EXECUTABLE))
-    return g_steal_pointer (&candidate);
-  g_free (candidate);
-  candidate = g_build_filename (dir, "natter-rendezvous", NULL);
-  if (g_file_test (candidate, G_FILE_TEST_IS_EXECUTABLE))
-    return g_steal_pointer (&candidate);
-  return g_find_program_in_path ("natter-rendezvous");
-}
-
 static void
 usage (void)
 {
@@ -385,24 +287,6 @@ usage (void)
            "  --window N       messages in flight during the sustained run (default 1000)\n"
            "  --round-trips N  transport round trips for the baseline (default 5000)\n"
            "Environment: NATTER_RENDEZVOUS, the natter-rendezvous to start.\n");
-}
-
-static void
-remove_tree (const char *path)
-{
-  g_autoptr(GDir) dir = g_dir_open (path, 0, NULL);
-  const char *name;
-
-  while (dir != NULL && (name = g_dir_read_name (dir)) != NULL)
-    {
-      g_autofree char *child = g_build_filename (path, name, NULL);
-
-      if (g_file_test (child, G_FILE_TEST_IS_DIR))
-        remove_tree (child);
-      else
-        g_unlink (child);
-    }
-  g_rmdir (path);
 }
 
 int
@@ -425,9 +309,9 @@ natter_bench_messaging (int       argc,
   g_autofree char *peer_b = NULL;
   guint n_latency = 2000, n_messages = 20000, window = 1000, n_round_trips = 5000;
   const char *receiver_dir = NULL, *receiver_url = NULL, *receiver_contact = NULL;
-  Local a = { 0 };
+  NatterBenchLocal a = { 0 };
   Tracker tracker = { 0 };
-  double rtt_p50, rtt_p99 = -1, lat_p50, lat_p99, start, elapsed, rate;
+  double rtt_p50, rtt_p99 = -1, lat_p50, lat_p99, start, elapsed, rate, cpu_a, cpu_b;
   gboolean connected = FALSE;
 
   for (int i = 1; i < argc; i++)
@@ -471,7 +355,7 @@ natter_bench_messaging (int       argc,
 
   /* This executable, exactly, to start the receiver and find the server. */
   self_exe = g_file_read_link ("/proc/self/exe", NULL);
-  rendezvous = find_rendezvous (self_exe);
+  rendezvous = natter_bench_find_rendezvous (self_exe);
   if (rendezvous == NULL)
     {
       fprintf (stderr, "natter-bench messaging: natter-rendezvous not found (set NATTER_RENDEZVOUS)\n");
@@ -490,7 +374,7 @@ natter_bench_messaging (int       argc,
   {
     g_autoptr(GSubprocessLauncher) launcher = g_subprocess_launcher_new (G_SUBPROCESS_FLAGS_STDOUT_PIPE);
 
-    g_subprocess_launcher_set_child_setup (launcher, die_with_parent, NULL, NULL);
+    g_subprocess_launcher_set_child_setup (launcher, natter_bench_die_with_parent, NULL, NULL);
     server = g_subprocess_launcher_spawn (launcher, &error, rendezvous, "--listen", "127.0.0.1",
                                           "--port", "0", NULL);
     if (server == NULL)
@@ -506,12 +390,12 @@ natter_bench_messaging (int       argc,
   }
 
   /* A's identity first, so B can list it as a contact. */
-  if (!local_start (&a, dir_a, url, NULL, &error))
+  if (!natter_bench_local_start (&a, dir_a, url, NULL, NULL, &error))
     goto fail;
   {
     g_autoptr(GSubprocessLauncher) launcher = g_subprocess_launcher_new (G_SUBPROCESS_FLAGS_STDOUT_PIPE);
 
-    g_subprocess_launcher_set_child_setup (launcher, die_with_parent, NULL, NULL);
+    g_subprocess_launcher_set_child_setup (launcher, natter_bench_die_with_parent, NULL, NULL);
     receiver = g_subprocess_launcher_spawn (launcher, &error, self_exe, "messaging", "--receiver",
                                             dir_b, url, natter_messaging_service_get_peer_id (a.service),
                                             NULL);
@@ -534,8 +418,8 @@ natter_bench_messaging (int       argc,
     peer_b = g_strdup (line + strlen ("ready "));
   }
   a.done = FALSE;
-  natter_messaging_service_add_contact_async (a.service, peer_b, "receiver", NULL, on_contact, &a);
-  iterate_until (&a.done, 30);
+  natter_messaging_service_add_contact_async (a.service, peer_b, "receiver", NULL, natter_bench_local_on_contact, &a);
+  natter_bench_iterate_until (&a.done, 30);
   if (a.error != NULL)
     {
       error = g_steal_pointer (&a.error);
@@ -565,7 +449,7 @@ natter_bench_messaging (int       argc,
     {
       tracker.one_done = FALSE;
       send_one (a.service, peer_b, &tracker, i);
-      if (!iterate_until (&tracker.one_done, 10) || tracker.failed)
+      if (!natter_bench_iterate_until (&tracker.one_done, 10) || tracker.failed)
         {
           g_set_error (&error, G_IO_ERROR, G_IO_ERROR_TIMED_OUT, "message %u was not delivered in 10 s", i);
           goto fail;
@@ -578,6 +462,8 @@ natter_bench_messaging (int       argc,
 
   /* Sustained: keep @window messages in flight. */
   tracker.delivered = 0;
+  cpu_a = process_cpu_seconds ("self");
+  cpu_b = process_cpu_seconds (g_subprocess_get_identifier (receiver));
   start = natter_bench_now ();
   {
     guint next = 0;
@@ -603,6 +489,8 @@ natter_bench_messaging (int       argc,
   }
   elapsed = natter_bench_now () - start;
   rate = n_messages / elapsed;
+  cpu_a = process_cpu_seconds ("self") - cpu_a;
+  cpu_b = process_cpu_seconds (g_subprocess_get_identifier (receiver)) - cpu_b;
 
   natter_bench_report_add (report, "baseline_transport_rtt_p50_us", rtt_p50,
                            "baseline: transport round trip p50, 200 B (µs)");
@@ -616,13 +504,17 @@ natter_bench_messaging (int       argc,
                            "send to delivered p50 / transport RTT p50");
   natter_bench_report_add (report, "acked_messages_per_s", rate,
                            "sustained messages per second, delivered (acked)");
+  natter_bench_report_add (report, "sender_cpu_us_per_msg", cpu_a / n_messages * 1e6,
+                           "sender process CPU per message, all threads (µs)");
+  natter_bench_report_add (report, "receiver_cpu_us_per_msg", cpu_b / n_messages * 1e6,
+                           "receiver process CPU per message, all threads (µs)");
   natter_bench_report_add (report, "messages", n_messages, "messages in the sustained run");
   natter_bench_report_add (report, "window", window, "messages in flight");
   natter_bench_report_print (report, json);
 
   g_subprocess_force_exit (receiver);
   g_subprocess_force_exit (server);
-  remove_tree (tmp);
+  natter_bench_remove_tree (tmp);
   g_hash_table_unref (tracker.sent_at);
   g_hash_table_unref (tracker.early);
   g_array_unref (tracker.latencies);
@@ -635,6 +527,6 @@ fail:
   if (server != NULL)
     g_subprocess_force_exit (server);
   if (tmp != NULL)
-    remove_tree (tmp);
+    natter_bench_remove_tree (tmp);
   return 1;
 }

@@ -21,6 +21,7 @@
 #include "natter-history-model.h"
 #include "natter-identity.h"
 #include "natter-json-scan.h"
+#include "natter-lan-discovery.h"
 #include "natter-message.h"
 #include "natter-messaging-service.h"
 #include "natter-messaging-service-private.h"
@@ -114,6 +115,7 @@ typedef struct
   int limit;               /* < 0: not given */
   gboolean version;
   gboolean auto_accept;
+  gboolean discoverable;
   char *download_folder;
   char *max_file_size_text;
   gint64 max_file_size;    /* bytes; < 0: the service's default */
@@ -347,6 +349,8 @@ error_code_name (const GError *error)
     return messaging_codes[error->code];
   if (error->domain == NATTER_IDENTITY_ERROR)
     return "invalid-peer-id";
+  if (g_error_matches (error, NATTER_LAN_DISCOVERY_ERROR, NATTER_LAN_DISCOVERY_ERROR_UNKNOWN_PEER))
+    return "unknown-nearby";
   if (error->domain == NATTER_STORE_ERROR)
     return "store";
   if (g_error_matches (error, G_IO_ERROR, G_IO_ERROR_CANCELLED))
@@ -514,6 +518,36 @@ on_contact_added (NatterMessagingService *service,
     return;
   builder = event_begin ("contact-added");
   build_contact (builder, service, contact, FALSE);
+  event_end (cli, builder);
+}
+
+static void
+on_contact_request (NatterMessagingService *service,
+                    NatterContact          *contact,
+                    Cli                    *cli)
+{
+  JsonBuilder *builder;
+
+  if (!events_wanted (cli) || contact == NULL)
+    return;
+  builder = event_begin ("contact-request");
+  build_contact (builder, service, contact, FALSE);
+  event_end (cli, builder);
+}
+
+static void
+on_nearby_changed (NatterMessagingService *service,
+                   const char             *handle,
+                   gboolean                present,
+                   Cli                    *cli)
+{
+  JsonBuilder *builder;
+
+  if (!events_wanted (cli))
+    return;
+  builder = event_begin ("nearby-changed");
+  add_string (builder, "handle", handle);
+  add_boolean (builder, "present", present);
   event_end (cli, builder);
 }
 
@@ -817,6 +851,8 @@ start_service (Cli *cli)
         g_object_set (service, "relay-quota", cli->relay_quota, NULL);
       if (cli->auto_accept)
         g_object_set (service, "auto-accept", TRUE, NULL);
+      if (cli->discoverable)
+        g_object_set (service, "discoverable", TRUE, NULL);
       if (cli->download_folder != NULL)
         g_object_set (service, "download-folder", cli->download_folder, NULL);
       if (cli->max_file_size >= 0)
@@ -847,6 +883,8 @@ start_service (Cli *cli)
       g_signal_connect (service, "peer-state-changed", G_CALLBACK (on_peer_state_changed), cli);
       g_signal_connect (service, "contact-added", G_CALLBACK (on_contact_added), cli);
       g_signal_connect (service, "relay-event", G_CALLBACK (on_relay_event), cli);
+      g_signal_connect (service, "nearby-changed", G_CALLBACK (on_nearby_changed), cli);
+      g_signal_connect (service, "contact-request", G_CALLBACK (on_contact_request), cli);
       g_signal_connect (service, "transfer-offered", G_CALLBACK (on_transfer_offered), cli);
       g_signal_connect (service, "transfer-progress", G_CALLBACK (on_transfer_progress), cli);
     }
@@ -1529,6 +1567,29 @@ reply_contacts (Request *request)
 
       json_builder_begin_object (builder);
       build_contact (builder, cli->service, contact, TRUE);
+      json_builder_end_object (builder);
+    }
+  json_builder_end_array (builder);
+  event_end (cli, builder);
+}
+
+static void
+reply_nearby (Request *request)
+{
+  Cli *cli = request->cli;
+  g_auto(GStrv) handles = natter_messaging_service_list_nearby (cli->service);
+  g_autofree char *own = natter_messaging_service_dup_nearby_handle (cli->service);
+  JsonBuilder *builder = reply_begin (request);
+
+  add_string_or_null (builder, "handle", own);
+  json_builder_set_member_name (builder, "nearby");
+  json_builder_begin_array (builder);
+  for (guint i = 0; handles[i] != NULL; i++)
+    {
+      json_builder_begin_object (builder);
+      add_string (builder, "handle", handles[i]);
+      add_boolean (builder, "introduced",
+                   natter_messaging_service_get_introduced (cli->service, handles[i]));
       json_builder_end_object (builder);
     }
   json_builder_end_array (builder);
@@ -2325,6 +2386,28 @@ handle_command (Cli        *cli,
       request = request_new (cli, id, cmd);
       reply_contacts (request);
     }
+  else if (g_str_equal (cmd, "nearby"))
+    {
+      g_autoptr(Request) request = NULL;
+
+      CHECK (check_members (object, NULL, &error));
+      request = request_new (cli, id, cmd);
+      reply_nearby (request);
+    }
+  else if (g_str_equal (cmd, "reveal"))
+    {
+      static const char * const reveal_members[] = { "handle", NULL };
+      g_autoptr(Request) request = NULL;
+      const char *handle;
+
+      CHECK (check_members (object, reveal_members, &error));
+      CHECK (get_string_member (object, "handle", TRUE, &handle, &error));
+      request = request_new (cli, id, cmd);
+      if (!natter_messaging_service_reveal_to_nearby (cli->service, handle, &error))
+        reply_error (request, error);
+      else
+        reply_ok (request);
+    }
   else if (g_str_equal (cmd, "peer"))
     {
       g_autoptr(Request) request = NULL;
@@ -3053,6 +3136,8 @@ main (int   argc,
       "Seconds a message sent now may take to be delivered (default 7 days)", "S" },
     { "relay-quota", 0, 0, G_OPTION_ARG_STRING, &cli.relay_quota_text,
       "Bytes held for each offline contact when relaying (default 8 MiB)", "BYTES" },
+    { "discoverable", 0, 0, G_OPTION_ARG_NONE, &cli.discoverable,
+      "Let strangers on the local network list us as someone nearby (never our ID)", NULL },
     { "auto-accept", 0, 0, G_OPTION_ARG_NONE, &cli.auto_accept,
       "Accept every file offered by a contact", NULL },
     { "download-folder", 0, 0, G_OPTION_ARG_FILENAME, &cli.download_folder,

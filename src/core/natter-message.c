@@ -465,7 +465,10 @@ natter_message_sign_encode (NatterMessage   *self,
                             NatterIdentity  *identity,
                             GError         **error)
 {
-  g_autoptr(GBytes) bytes = NULL;
+  g_autoptr(JsonObject) object = NULL;
+  g_autoptr(JsonNode) root = NULL;
+  g_autoptr(NatterMessage) check = NULL;
+  g_autoptr(GString) canonical = NULL;
   g_autofree char *signature = NULL;
   const char *peer_id;
   const char *data;
@@ -484,11 +487,24 @@ natter_message_sign_encode (NatterMessage   *self,
                    "from: %s is not the signing identity %s", self->from, peer_id);
       return NULL;
     }
-  if (!natter_message_validate (self, error))
+  /* One object serves both the validation (what a receiver would accept)
+   * and, without the unsigned members, the canonical form: the same as
+   * natter_message_validate() then natter_message_canonical_bytes(). */
+  object = natter_message_to_json_object (self, FALSE);
+  check = natter_message_alloc ();
+  if (!natter_message_fill_from_object (check, object, error))
     return NULL;
-
-  bytes = natter_message_canonical_bytes (self);
-  data = g_bytes_get_data (bytes, &len);
+  json_object_remove_member (object, "route");
+  json_object_remove_member (object, "hops");
+  json_object_remove_member (object, "retryCount");
+  if (json_object_has_member (object, "signature"))
+    json_object_remove_member (object, "signature");
+  root = json_node_init_object (json_node_alloc (), object);
+  canonical = g_string_sized_new (1024);
+  g_string_append (canonical, NATTER_MESSAGE_SIGNING_PREFIX);
+  natter_json_write_canonical (canonical, root);
+  data = canonical->str;
+  len = canonical->len;
   natter_identity_sign (identity, (const guint8 *) data, len, self->signature);
   self->has_signature = TRUE;
   signature = g_base64_encode (self->signature, NATTER_SIGNATURE_LEN);

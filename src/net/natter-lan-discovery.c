@@ -1370,6 +1370,17 @@ natter_lan_discovery_send_signal (NatterLanDiscovery  *self,
   return TRUE;
 }
 
+char *
+natter_lan_discovery_dup_handle (NatterLanDiscovery *self)
+{
+  char hex[2 * NATTER_LAN_HANDLE_LEN + 1];
+
+  g_return_val_if_fail (NATTER_IS_LAN_DISCOVERY (self), NULL);
+
+  sodium_bin2hex (hex, sizeof hex, self->handle, NATTER_LAN_HANDLE_LEN);
+  return g_strdup (hex);
+}
+
 gboolean
 natter_lan_discovery_reveal_to_nearby (NatterLanDiscovery  *self,
                                        const char          *handle,

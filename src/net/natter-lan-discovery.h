@@ -96,6 +96,9 @@ void     natter_lan_discovery_set_contacts     (NatterLanDiscovery  *self,
 void     natter_lan_discovery_set_discoverable (NatterLanDiscovery  *self,
                                                 gboolean             discoverable);
 gboolean natter_lan_discovery_get_discoverable (NatterLanDiscovery  *self);
+/* Our handle for this run (hex), as strangers list us, whether or not we
+ * are discoverable now. */
+char    *natter_lan_discovery_dup_handle       (NatterLanDiscovery  *self);
 
 /* Tells the stranger listed as @handle ("nearby-found") who we are: our
  * peer ID, signed and sealed to a key only that stranger holds.  It is

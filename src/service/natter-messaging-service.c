@@ -48,6 +48,7 @@
 #define HANDOVER_BATCH         256
 #define CONNECT_TIMEOUT_MS     10000    /* a connection not up by then is started again */
 #define STALE_SESSION_MS       3000     /* see link_take_signal() */
+#define NEARBY_ANSWER_WINDOW_US (10 * 60 * G_USEC_PER_SEC) /* an introduction answers ours */
 
 G_DEFINE_QUARK (natter-messaging-error-quark, natter_messaging_error)
 
@@ -150,6 +151,7 @@ typedef struct
   char              *via;            /* a relay that took it */
   guint              relay_index;    /* next relay candidate to try */
   gboolean           user_message;   /* has a delivery state shown to the user */
+  gboolean           signed_wire;    /* wire carries our signature (see service_seal) */
 } OutboxItem;
 
 struct _Link
@@ -282,6 +284,15 @@ struct _NatterMessagingService
   GListStore             *conversations;
   GPtrArray              *histories;       /* weak NatterHistoryModel * */
   NatterLanDiscovery     *lan;
+  /* Nearby strangers (docs/architecture.md, "Nearby"): handle ->
+   * GInetSocketAddress of their announcements; handles we introduced
+   * ourselves to -> monotonic time (µs); peer ID -> address of a pending
+   * contact request, so that accepting it can introduce us back. */
+  GHashTable             *nearby;
+  GHashTable             *introduced_to;
+  GHashTable             *request_addresses;
+  /* Handles that became contacts this run -> peer ID: no longer strangers. */
+  GHashTable             *nearby_known;
   GPtrArray              *rendezvous;      /* NatterRendezvousClient */
   NatterPresence          presence;
   guint                   tick_source;
@@ -950,13 +961,53 @@ service_new_message (NatterMessagingService *self,
   return message;
 }
 
-/* Signs and encodes; NULL only on a programming error (logged). */
+/* Encodes a message of ours.  A frame that goes straight to its recipient
+ * over the connection needs no signature: the Noise session already proves
+ * who sent it, and the receiver does not check one (receive_frame()).  So
+ * only what others pass on is signed: a connection request (the helper
+ * forwards it whole) here, and an outbox frame when it is handed to a relay
+ * (outbox_item_sign()).  Besides the CPU (Ed25519 was the largest cost per
+ * message), direct messages are then deniable, as in Signal: the receiver
+ * holds no proof that would convince anyone else. */
 static GBytes *
 service_seal (NatterMessagingService *self,
               NatterMessage          *message,
               GError                **error)
 {
-  return natter_message_sign_encode (message, self->identity, error);
+  if (message->type == NATTER_MESSAGE_TYPE_CONNECTION_REQUEST)
+    return natter_message_sign_encode (message, self->identity, error);
+  return natter_message_encode (message, error);
+}
+
+/* The frame of @item, signed, for a relay: relays and recipients accept a
+ * frame that did not come straight from its author only with the author's
+ * signature.  FALSE (logged) if it cannot be decoded again, which would be a
+ * bug: our own bytes. */
+static gboolean
+outbox_item_sign (NatterMessagingService *self,
+                  OutboxItem             *item)
+{
+  g_autoptr(NatterMessage) message = NULL;
+  g_autoptr(GBytes) wire = NULL;
+  g_autoptr(GError) error = NULL;
+
+  if (item->signed_wire)
+    return TRUE;
+  message = natter_message_decode (item->wire, NATTER_MESSAGE_DECODE_NONE, &error);
+  if (message != NULL && !message->has_signature)
+    wire = natter_message_sign_encode (message, self->identity, &error);
+  if (message == NULL || (!message->has_signature && wire == NULL))
+    {
+      g_warning ("Could not sign %s for a relay: %s", item->msg_id, error->message);
+      return FALSE;
+    }
+  if (wire != NULL)
+    {
+      g_bytes_unref (item->wire);
+      item->wire = g_steal_pointer (&wire);
+    }
+  item->signed_wire = TRUE;
+  return TRUE;
 }
 
 static gboolean
@@ -1136,6 +1187,11 @@ link_pump (Link *link)
           {
             /* Every relay refused: wait, then go round again. */
             item->relay_index = 0;
+            item->next_attempt = now + RETRY_RELAY_MS;
+            continue;
+          }
+        if (!outbox_item_sign (self, item))
+          {
             item->next_attempt = now + RETRY_RELAY_MS;
             continue;
           }
@@ -1733,7 +1789,26 @@ on_lan_nearby_found (NatterLanDiscovery *lan,
                      GInetSocketAddress *address,
                      gpointer            user_data)
 {
-  g_signal_emit (user_data, signals[SIGNAL_NEARBY_CHANGED], 0, handle, TRUE);
+  NatterMessagingService *self = user_data;
+
+  g_hash_table_replace (self->nearby, g_strdup (handle), g_object_ref (address));
+  if (!g_hash_table_contains (self->nearby_known, handle))
+    g_signal_emit (self, signals[SIGNAL_NEARBY_CHANGED], 0, handle, TRUE);
+}
+
+/* @handle turned out to be @peer_id, now a contact: not a stranger any more. */
+static void
+nearby_now_known (NatterMessagingService *self,
+                  const char             *handle,
+                  const char             *peer_id)
+{
+  g_autofree char *key = g_strdup (handle);
+
+  g_hash_table_remove (self->introduced_to, key);
+  if (g_hash_table_size (self->nearby_known) >= 1024)
+    return;
+  g_hash_table_replace (self->nearby_known, g_strdup (key), g_strdup (peer_id));
+  g_signal_emit (self, signals[SIGNAL_NEARBY_CHANGED], 0, key, FALSE);
 }
 
 static void
@@ -1741,7 +1816,57 @@ on_lan_nearby_lost (NatterLanDiscovery *lan,
                     const char         *handle,
                     gpointer            user_data)
 {
-  g_signal_emit (user_data, signals[SIGNAL_NEARBY_CHANGED], 0, handle, FALSE);
+  NatterMessagingService *self = user_data;
+
+  if (!g_hash_table_remove (self->nearby, handle))
+    return;
+  g_hash_table_remove (self->introduced_to, handle);
+  if (!g_hash_table_remove (self->nearby_known, handle))
+    g_signal_emit (self, signals[SIGNAL_NEARBY_CHANGED], 0, handle, FALSE);
+}
+
+static gboolean
+same_socket_address (GInetSocketAddress *a,
+                     GInetSocketAddress *b)
+{
+  return g_inet_socket_address_get_port (a) == g_inet_socket_address_get_port (b) &&
+         g_inet_address_equal (g_inet_socket_address_get_address (a),
+                               g_inet_socket_address_get_address (b));
+}
+
+/* The handle of the stranger whose announcements come from @address. */
+static const char *
+nearby_handle_at (NatterMessagingService *self,
+                  GInetSocketAddress     *address)
+{
+  GHashTableIter iter;
+  const char *handle;
+  GInetSocketAddress *seen;
+
+  g_hash_table_iter_init (&iter, self->nearby);
+  while (g_hash_table_iter_next (&iter, (gpointer *) &handle, (gpointer *) &seen))
+    if (same_socket_address (seen, address))
+      return handle;
+  return NULL;
+}
+
+static void
+nearby_clear (NatterMessagingService *self)
+{
+  g_autoptr(GPtrArray) handles = g_ptr_array_new_with_free_func (g_free);
+  GHashTableIter iter;
+  const char *handle;
+
+  g_hash_table_iter_init (&iter, self->nearby);
+  while (g_hash_table_iter_next (&iter, (gpointer *) &handle, NULL))
+    if (!g_hash_table_contains (self->nearby_known, handle))
+      g_ptr_array_add (handles, g_strdup (handle));
+  g_hash_table_remove_all (self->nearby);
+  g_hash_table_remove_all (self->nearby_known);
+  g_hash_table_remove_all (self->introduced_to);
+  g_hash_table_remove_all (self->request_addresses);
+  for (guint i = 0; i < handles->len; i++)
+    g_signal_emit (self, signals[SIGNAL_NEARBY_CHANGED], 0, g_ptr_array_index (handles, i), FALSE);
 }
 
 static void on_lan_nearby_revealed (NatterLanDiscovery *lan,
@@ -2913,6 +3038,13 @@ natter_messaging_service_dispose (GObject *object)
       natter_lan_discovery_stop (self->lan);
       g_clear_object (&self->lan);
     }
+  if (self->nearby != NULL)
+    {
+      g_hash_table_remove_all (self->nearby);
+      g_hash_table_remove_all (self->introduced_to);
+      g_hash_table_remove_all (self->request_addresses);
+      g_hash_table_remove_all (self->nearby_known);
+    }
   if (self->rendezvous != NULL)
     {
       for (guint i = 0; i < self->rendezvous->len; i++)
@@ -2963,6 +3095,10 @@ natter_messaging_service_finalize (GObject *object)
   g_queue_clear_full (&self->seen_order, g_free);
   g_hash_table_unref (self->relay_seen);
   g_queue_clear_full (&self->relay_seen_order, g_free);
+  g_hash_table_unref (self->nearby);
+  g_hash_table_unref (self->introduced_to);
+  g_hash_table_unref (self->request_addresses);
+  g_hash_table_unref (self->nearby_known);
 
   G_OBJECT_CLASS (natter_messaging_service_parent_class)->finalize (object);
 }
@@ -3193,6 +3329,10 @@ natter_messaging_service_init (NatterMessagingService *self)
   g_queue_init (&self->seen_order);
   self->relay_seen = g_hash_table_new_full (g_str_hash, g_str_equal, g_free, NULL);
   g_queue_init (&self->relay_seen_order);
+  self->nearby = g_hash_table_new_full (g_str_hash, g_str_equal, g_free, g_object_unref);
+  self->introduced_to = g_hash_table_new_full (g_str_hash, g_str_equal, g_free, NULL);
+  self->request_addresses = g_hash_table_new_full (g_str_hash, g_str_equal, g_free, g_object_unref);
+  self->nearby_known = g_hash_table_new_full (g_str_hash, g_str_equal, g_free, g_free);
   self->presence = NATTER_PRESENCE_ONLINE;
   g_signal_connect (self, "transfer-offered", G_CALLBACK (on_self_transfer_offered), NULL);
   g_signal_connect (self, "transfer-state-changed", G_CALLBACK (on_self_transfer_state), NULL);
@@ -3623,6 +3763,7 @@ natter_messaging_service_stop_async (NatterMessagingService *self,
       g_signal_handlers_disconnect_by_data (self->lan, self);
       natter_lan_discovery_stop (self->lan);
       g_clear_object (&self->lan);
+      nearby_clear (self);
     }
   for (guint i = 0; i < self->rendezvous->len; i++)
     {
@@ -3763,6 +3904,11 @@ find_contact (NatterMessagingService *self,
   return NULL;
 }
 
+static void nearby_answer_request (NatterMessagingService *self,
+                                   const char             *peer_id);
+static void nearby_forget_request (NatterMessagingService *self,
+                                   const char             *peer_id);
+
 static void
 queue_contact (NatterMessagingService *self,
                NatterContact          *contact,
@@ -3850,6 +3996,10 @@ natter_messaging_service_set_contact_state_async (NatterMessagingService *self,
       return;
     }
   existing = find_contact (self, normal);
+  if (state == NATTER_CONTACT_ACCEPTED)
+    nearby_answer_request (self, normal);
+  else
+    nearby_forget_request (self, normal);
   queue_contact (self,
                  natter_contact_new (normal,
                                      existing != NULL ? natter_contact_get_display_name (existing) : NULL,
@@ -4406,6 +4556,29 @@ on_request_committed (NatterMessagingService *self,
   g_signal_emit (self, signals[SIGNAL_CONTACT_REQUEST], 0, op->contact);
 }
 
+/* An introduction that answers ours: we introduced ourselves to the
+ * stranger at that address first, so the user already chose to talk to
+ * them, and they accepted.  No second question. */
+static void
+on_answer_committed (NatterMessagingService *self,
+                     Op                     *op)
+{
+  Link *link;
+
+  if (op->error != NULL)
+    {
+      g_warning ("Could not store a contact: %s", op->error->message);
+      return;
+    }
+  link = service_ensure_link (self, natter_contact_get_peer_id (op->contact));
+  link->is_contact = TRUE;
+  link->contact_state = NATTER_CONTACT_ACCEPTED;
+  contacts_model_update (self, op->contact);
+  service_update_finders (self);
+  link_maybe_connect (link, TRUE);
+  g_signal_emit (self, signals[SIGNAL_CONTACT_ADDED], 0, op->contact);
+}
+
 static void
 on_lan_nearby_revealed (NatterLanDiscovery *lan,
                         const char         *peer_id,
@@ -4414,14 +4587,151 @@ on_lan_nearby_revealed (NatterLanDiscovery *lan,
 {
   NatterMessagingService *self = user_data;
   Link *link = service_get_link (self, peer_id);
+  const char *handle;
+  gpointer introduced_at;
   Op *op;
 
-  if (link != NULL && link->is_contact)
+  if ((link != NULL && link->is_contact) || strcmp (peer_id, self->peer_id) == 0)
     return;   /* known already, blocked ones included */
+  handle = nearby_handle_at (self, address);
   op = op_new (OP_UPSERT_CONTACT);
-  op->contact = natter_contact_new (peer_id, NULL, NATTER_CONTACT_PENDING, FALSE, now_ms ());
-  op->done = on_request_committed;
+  if (handle != NULL &&
+      g_hash_table_lookup_extended (self->introduced_to, handle, NULL, &introduced_at) &&
+      g_get_monotonic_time () - (gint64) GPOINTER_TO_SIZE (introduced_at) <= NEARBY_ANSWER_WINDOW_US)
+    {
+      nearby_now_known (self, handle, peer_id);
+      op->contact = natter_contact_new (peer_id, NULL, NATTER_CONTACT_ACCEPTED, FALSE, now_ms ());
+      op->done = on_answer_committed;
+    }
+  else
+    {
+      /* Remembered so that accepting introduces us back (bounded by the
+       * nearby list, whose size LAN discovery bounds). */
+      if (handle != NULL && g_hash_table_size (self->request_addresses) < 256)
+        {
+          g_hash_table_replace (self->request_addresses, g_strdup (peer_id), g_object_ref (address));
+          /* Listed under the request from now on, not as a stranger. */
+          g_signal_emit (self, signals[SIGNAL_NEARBY_CHANGED], 0, handle, FALSE);
+        }
+      op->contact = natter_contact_new (peer_id, NULL, NATTER_CONTACT_PENDING, FALSE, now_ms ());
+      op->done = on_request_committed;
+    }
   service_queue_op (self, op);
+}
+
+static int
+compare_strings (gconstpointer a,
+                 gconstpointer b)
+{
+  return strcmp (*(const char * const *) a, *(const char * const *) b);
+}
+
+/* Accepting a request from someone nearby introduces us back, so that it
+ * becomes a contact on both sides without more steps. */
+static void
+nearby_answer_request (NatterMessagingService *self,
+                       const char             *peer_id)
+{
+  g_autoptr(GInetSocketAddress) address = NULL;
+  g_autoptr(GError) error = NULL;
+  g_autofree char *key = NULL;
+  const char *handle;
+
+  if (!g_hash_table_steal_extended (self->request_addresses, peer_id, (gpointer *) &key,
+                                    (gpointer *) &address))
+    return;
+  if (self->lan == NULL || (handle = nearby_handle_at (self, address)) == NULL)
+    return;   /* gone meanwhile: the request stays one-sided */
+  if (!natter_lan_discovery_reveal_to_nearby (self->lan, handle, &error))
+    g_message ("Could not introduce ourselves back to %s: %s", peer_id, error->message);
+  else
+    nearby_now_known (self, handle, peer_id);
+}
+
+/* Whether @handle sent us a contact request that is still open. */
+static gboolean
+nearby_has_requested (NatterMessagingService *self,
+                      const char             *handle)
+{
+  GInetSocketAddress *at = g_hash_table_lookup (self->nearby, handle);
+  GHashTableIter iter;
+  GInetSocketAddress *address;
+
+  if (at == NULL)
+    return FALSE;
+  g_hash_table_iter_init (&iter, self->request_addresses);
+  while (g_hash_table_iter_next (&iter, NULL, (gpointer *) &address))
+    if (same_socket_address (address, at))
+      return TRUE;
+  return FALSE;
+}
+
+char *
+natter_messaging_service_dup_request_handle (NatterMessagingService *self,
+                                             const char             *peer_id)
+{
+  GInetSocketAddress *address;
+  const char *handle;
+
+  g_return_val_if_fail (NATTER_IS_MESSAGING_SERVICE (self), NULL);
+  g_return_val_if_fail (peer_id != NULL, NULL);
+
+  address = g_hash_table_lookup (self->request_addresses, peer_id);
+  handle = address != NULL ? nearby_handle_at (self, address) : NULL;
+  return g_strdup (handle);
+}
+
+/* A request that was blocked: that stranger is not listed again. */
+static void
+nearby_forget_request (NatterMessagingService *self,
+                       const char             *peer_id)
+{
+  GInetSocketAddress *address = g_hash_table_lookup (self->request_addresses, peer_id);
+  const char *handle = address != NULL ? nearby_handle_at (self, address) : NULL;
+
+  if (handle != NULL)
+    nearby_now_known (self, handle, peer_id);
+  g_hash_table_remove (self->request_addresses, peer_id);
+}
+
+GStrv
+natter_messaging_service_list_nearby (NatterMessagingService *self)
+{
+  GHashTableIter iter;
+  const char *handle;
+  GStrvBuilder *builder = g_strv_builder_new ();
+  GStrv handles;
+
+  g_return_val_if_fail (NATTER_IS_MESSAGING_SERVICE (self), NULL);
+
+  g_hash_table_iter_init (&iter, self->nearby);
+  while (g_hash_table_iter_next (&iter, (gpointer *) &handle, NULL))
+    if (!g_hash_table_contains (self->nearby_known, handle) && !nearby_has_requested (self, handle))
+      g_strv_builder_add (builder, handle);
+  handles = g_strv_builder_end (builder);
+  g_strv_builder_unref (builder);
+  qsort (handles, g_strv_length (handles), sizeof (char *), compare_strings);
+  return handles;
+}
+
+char *
+natter_messaging_service_dup_nearby_handle (NatterMessagingService *self)
+{
+  g_return_val_if_fail (NATTER_IS_MESSAGING_SERVICE (self), NULL);
+
+  if (self->lan == NULL || !self->discoverable)
+    return NULL;
+  return natter_lan_discovery_dup_handle (self->lan);
+}
+
+gboolean
+natter_messaging_service_get_introduced (NatterMessagingService *self,
+                                         const char             *handle)
+{
+  g_return_val_if_fail (NATTER_IS_MESSAGING_SERVICE (self), FALSE);
+  g_return_val_if_fail (handle != NULL, FALSE);
+
+  return g_hash_table_contains (self->introduced_to, handle);
 }
 
 gboolean
@@ -4439,7 +4749,11 @@ natter_messaging_service_reveal_to_nearby (NatterMessagingService  *self,
                            "LAN discovery is off");
       return FALSE;
     }
-  return natter_lan_discovery_reveal_to_nearby (self->lan, handle, error);
+  if (!natter_lan_discovery_reveal_to_nearby (self->lan, handle, error))
+    return FALSE;
+  g_hash_table_replace (self->introduced_to, g_strdup (handle),
+                        GSIZE_TO_POINTER ((gsize) g_get_monotonic_time ()));
+  return TRUE;
 }
 
 void

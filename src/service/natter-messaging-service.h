@@ -215,6 +215,20 @@ GListModel *natter_messaging_service_open_history_finish (NatterMessagingService
 gboolean natter_messaging_service_reveal_to_nearby (NatterMessagingService  *self,
                                                     const char              *handle,
                                                     GError                 **error);
+/* The handles of the strangers nearby now, sorted.  Introducing ourselves
+ * to one (reveal_to_nearby) is remembered for this run: get_introduced().
+ * Accepting the request that follows on the other side introduces that
+ * side back, and an introduction that answers ours is accepted as a
+ * contact at once (we asked first).  dup_nearby_handle(): the handle that
+ * others see for us, or NULL when we are not discoverable. */
+GStrv    natter_messaging_service_list_nearby       (NatterMessagingService  *self);
+gboolean natter_messaging_service_get_introduced    (NatterMessagingService  *self,
+                                                    const char              *handle);
+char    *natter_messaging_service_dup_nearby_handle (NatterMessagingService  *self);
+/* The handle of the stranger nearby whose open contact request @peer_id
+ * is, or NULL.  Such handles are not in list_nearby(). */
+char    *natter_messaging_service_dup_request_handle (NatterMessagingService *self,
+                                                     const char             *peer_id);
 
 /* Counters for tests and diagnostics. */
 typedef struct

@@ -290,6 +290,11 @@ test_upgrade_v1 (Fixture       *f,
                    raw_int (db, "SELECT max (id) FROM messages"));
   g_assert_cmpint (raw_int (db, "SELECT count(*) FROM sqlite_schema "
                                 "WHERE name = 'conversations_activity'"), ==, 0);
+  /* Version 4: groups keep their state, keys and log. */
+  g_assert_cmpint (raw_int (db, "SELECT count(*) FROM sqlite_schema "
+                                "WHERE name IN ('group_keys', 'group_messages')"), ==, 2);
+  g_assert_cmpint (raw_int (db, "SELECT count(*) FROM pragma_table_info ('groups') "
+                                "WHERE name = 'state'"), ==, 1);
   /* The batch folded the new message into its conversation's row. */
   g_assert_cmpint (raw_int64 (db, "SELECT last_activity FROM conversations WHERE id = 1"), ==,
                    new_activity);

@@ -717,6 +717,112 @@ test_receipts (Fixture       *f,
   g_assert_cmpint (r->kind, ==, NATTER_STORE_RECEIPT_READ);
 }
 
+static NatterStoreGroupMessage *
+group_message (const char *author,
+               gint64      counter,
+               const char *body)
+{
+  NatterStoreGroupMessage *message = g_new0 (NatterStoreGroupMessage, 1);
+
+  message->author = g_strdup (author);
+  message->counter = counter;
+  message->msg_id = g_strdup_printf ("msg_%s_%" G_GINT64_FORMAT, body, counter);
+  message->kind = g_strdup ("text");
+  message->body = g_strdup (body);
+  message->clock_sum = counter;
+  message->wire = g_bytes_new (body, strlen (body));
+  return message;
+}
+
+/* A group with its state, members, keys and log is saved in one
+ * transaction and read back; saving again adds, never duplicates. */
+static void
+test_group_records (Fixture       *f,
+                    gconstpointer  data)
+{
+  g_autoptr(GError) error = NULL;
+  g_autoptr(NatterStoreGroupRecord) record = natter_store_group_record_new ();
+  g_autoptr(GPtrArray) loaded = NULL;
+  NatterStoreGroupRecord *got;
+  NatterStoreGroupMember *member = g_new0 (NatterStoreGroupMember, 1);
+  guint8 key[32] = { 7 };
+  sqlite3 *raw = NULL;
+
+  record->group->id = g_strdup ("grp_1");
+  record->group->name = g_strdup ("Hike");
+  record->group->created_by = g_strdup (ME);
+  record->group->created_at = 5;
+  record->group->state = g_strdup ("{\"admin\":\"x\"}");
+  member->peer_id = g_strdup (ME);
+  member->role = NATTER_STORE_GROUP_ROLE_ADMIN;
+  member->joined_at = 5;
+  g_ptr_array_add (record->members, member);
+  g_hash_table_insert (record->keys, g_strdup ("key_1"), g_bytes_new (key, sizeof key));
+  g_ptr_array_add (record->messages, group_message (PEER_A, 2, "two"));
+  g_ptr_array_add (record->messages, group_message (PEER_A, 1, "one"));
+  g_assert_true (natter_db_group_save (f->db, record, &error));
+  g_assert_no_error (error);
+
+  /* Later: only new messages, the members left as they are. */
+  g_clear_pointer (&record->members, g_ptr_array_unref);
+  g_ptr_array_set_size (record->messages, 0);
+  g_ptr_array_add (record->messages, group_message (PEER_A, 2, "two"));
+  g_ptr_array_add (record->messages, group_message (ME, 1, "mine"));
+  g_free (record->group->state);
+  record->group->state = g_strdup ("{\"admin\":\"y\"}");
+  g_assert_true (natter_db_group_save (f->db, record, &error));
+  g_assert_no_error (error);
+
+  loaded = natter_db_group_load_all (f->db, &error);
+  g_assert_no_error (error);
+  g_assert_cmpuint (loaded->len, ==, 1);
+  got = loaded->pdata[0];
+  g_assert_cmpstr (got->group->name, ==, "Hike");
+  g_assert_cmpstr (got->group->state, ==, "{\"admin\":\"y\"}");
+  g_assert_cmpuint (got->members->len, ==, 1);
+  g_assert_cmpstr (((NatterStoreGroupMember *) got->members->pdata[0])->peer_id, ==, ME);
+  g_assert_cmpuint (g_hash_table_size (got->keys), ==, 1);
+  g_assert_cmpuint (g_bytes_get_size (g_hash_table_lookup (got->keys, "key_1")), ==, 32);
+  g_assert_cmpuint (got->messages->len, ==, 3);
+  /* By author, then counter. */
+  for (guint i = 0; i < got->messages->len; i++)
+    {
+      NatterStoreGroupMessage *m = got->messages->pdata[i];
+      NatterStoreGroupMessage *e = i == 2 ? NULL : got->messages->pdata[i + 1];
+
+      g_assert_nonnull (m->wire);
+      if (e != NULL)
+        g_assert_true (strcmp (m->author, e->author) < 0 ||
+                       (strcmp (m->author, e->author) == 0 && m->counter < e->counter));
+    }
+
+  /* A key of the wrong size is refused, and nothing of that save stays. */
+  g_ptr_array_set_size (record->messages, 0);
+  g_ptr_array_add (record->messages, group_message (ME, 2, "lost"));
+  g_hash_table_insert (record->keys, g_strdup ("key_2"), g_bytes_new (key, 16));
+  g_assert_false (natter_db_group_save (f->db, record, &error));
+  g_assert_error (error, NATTER_STORE_ERROR, NATTER_STORE_ERROR_INVALID);
+  g_clear_error (&error);
+  g_clear_pointer (&loaded, g_ptr_array_unref);
+  loaded = natter_db_group_load_all (f->db, &error);
+  g_assert_cmpuint (((NatterStoreGroupRecord *) loaded->pdata[0])->messages->len, ==, 3);
+
+  /* A damaged key on disk is reported, not loaded.  (The connection
+   * locks the file while it is open.) */
+  g_clear_pointer (&f->db, natter_db_close);
+  g_assert_cmpint (sqlite3_open (f->path, &raw), ==, SQLITE_OK);
+  g_assert_cmpint (sqlite3_exec (raw,
+                                 "PRAGMA ignore_check_constraints = ON;"
+                                 "UPDATE group_keys SET key = x'00';", NULL, NULL, NULL), ==, SQLITE_OK);
+  sqlite3_close (raw);
+  f->db = natter_db_open (f->path, &error);
+  g_assert_no_error (error);
+  g_clear_pointer (&loaded, g_ptr_array_unref);
+  loaded = natter_db_group_load_all (f->db, &error);
+  g_assert_null (loaded);
+  g_assert_error (error, NATTER_STORE_ERROR, NATTER_STORE_ERROR_CORRUPT);
+}
+
 static void
 test_groups_transfers (Fixture       *f,
                        gconstpointer  data)
@@ -1880,6 +1986,7 @@ main (int    argc,
   ADD ("relay", test_relay);
   ADD ("receipts", test_receipts);
   ADD ("groups-transfers", test_groups_transfers);
+  ADD ("group-records", test_group_records);
   ADD ("untrusted-rows", test_untrusted_rows);
   ADD ("index-deferred", test_index_deferred);
   ADD ("index-crash", test_index_crash);

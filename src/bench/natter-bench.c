@@ -187,6 +187,7 @@ typedef struct
 static const Subcommand subcommands[] = {
   { "causal", natter_bench_causal, "Messages per second through the causal delivery buffer" },
   { "codec", natter_bench_codec, "Strict decoding and signature checks of a wire message" },
+  { "groups", natter_bench_groups, "Reach-all latency, sender upload against naive fan-out, and catch-up in groups of 8, 16 and 32" },
   { "files", natter_bench_files, "A 1 GiB file between two processes, next to TCP and the transport's bulk throughput, with chat beside it" },
   { "messaging", natter_bench_messaging, "Send-to-delivered latency and acknowledged messages per second between two processes" },
   { "rendezvous", natter_bench_rendezvous, "Thousands of authenticated clients and signal forwarding on a local rendezvous server" },

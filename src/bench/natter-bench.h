@@ -43,6 +43,7 @@ double             natter_bench_percentile      (double            *values,
  * subcommand name) and returns an exit status. */
 int natter_bench_causal    (int argc, char **argv, gboolean json);
 int natter_bench_codec     (int argc, char **argv, gboolean json);
+int natter_bench_groups    (int argc, char **argv, gboolean json);
 int natter_bench_files     (int argc, char **argv, gboolean json);
 int natter_bench_messaging (int argc, char **argv, gboolean json);
 int natter_bench_rendezvous (int argc, char **argv, gboolean json);

@@ -355,6 +355,17 @@ error_code_name (const GError *error)
     return "store";
   if (g_error_matches (error, G_IO_ERROR, G_IO_ERROR_CANCELLED))
     return "cancelled";
+  /* Groups (natter-groups.h) report G_IO_ERROR codes. */
+  if (g_error_matches (error, G_IO_ERROR, G_IO_ERROR_NOT_FOUND))
+    return "not-found";
+  if (g_error_matches (error, G_IO_ERROR, G_IO_ERROR_PERMISSION_DENIED))
+    return "not-allowed";
+  if (g_error_matches (error, G_IO_ERROR, G_IO_ERROR_INVALID_ARGUMENT))
+    return "invalid";
+  if (g_error_matches (error, G_IO_ERROR, G_IO_ERROR_EXISTS))
+    return "exists";
+  if (g_error_matches (error, G_IO_ERROR, G_IO_ERROR_BUSY))
+    return "busy";
   return "failed";
 }
 
@@ -1822,6 +1833,437 @@ get_limit_member (JsonObject *object,
   return TRUE;
 }
 
+/* Groups: commands and events (docs/cli.md, "Groups") */
+
+static void
+build_group_message (JsonBuilder              *builder,
+                     const NatterGroupMessage *message)
+{
+  add_string (builder, "msgId", message->msg_id);
+  add_string (builder, "group", message->group_id);
+  add_string (builder, "sender", message->sender);
+  add_boolean (builder, "outgoing", message->outgoing);
+  add_string (builder, "kind", message->kind);
+  add_string_or_null (builder, "text", message->text);
+  add_int (builder, "timestamp", message->timestamp);
+  add_int (builder, "counter", (gint64) message->counter);
+}
+
+static void
+add_strv (JsonBuilder        *builder,
+          const char         *name,
+          const char * const *values)
+{
+  json_builder_set_member_name (builder, name);
+  json_builder_begin_array (builder);
+  for (guint i = 0; values != NULL && values[i] != NULL; i++)
+    json_builder_add_string_value (builder, values[i]);
+  json_builder_end_array (builder);
+}
+
+static void
+build_group_info (JsonBuilder           *builder,
+                  const NatterGroupInfo *info)
+{
+  json_builder_begin_object (builder);
+  add_string (builder, "group", info->id);
+  add_string (builder, "name", info->name);
+  add_string (builder, "admin", info->admin);
+  add_strv (builder, "members", (const char * const *) info->members);
+  add_int (builder, "fanout", info->fanout);
+  add_string_or_null (builder, "keyId", info->key_id);
+  add_boolean (builder, "syncing", info->syncing);
+  add_boolean (builder, "removed", info->removed);
+  add_int (builder, "messages", info->n_messages);
+  json_builder_end_object (builder);
+}
+
+static void
+on_group_changed (NatterGroups *groups,
+                  const char   *group_id,
+                  Cli          *cli)
+{
+  g_autoptr(NatterGroupInfo) info = natter_groups_get_info (groups, group_id);
+  JsonBuilder *builder;
+
+  if (!events_wanted (cli) || info == NULL)
+    return;
+  builder = event_begin ("group-changed");
+  json_builder_set_member_name (builder, "info");
+  build_group_info (builder, info);
+  event_end (cli, builder);
+}
+
+static void
+on_group_message (NatterGroups       *groups,
+                  NatterGroupMessage *message,
+                  Cli                *cli)
+{
+  JsonBuilder *builder;
+
+  if (!events_wanted (cli))
+    return;
+  builder = event_begin ("group-message-received");
+  build_group_message (builder, message);
+  event_end (cli, builder);
+}
+
+static void
+on_group_receipts (NatterGroups *groups,
+                   const char   *group_id,
+                   const char   *msg_id,
+                   guint         delivered,
+                   guint         read,
+                   guint         total,
+                   Cli          *cli)
+{
+  JsonBuilder *builder;
+
+  if (!events_wanted (cli))
+    return;
+  builder = event_begin ("group-receipts-changed");
+  add_string (builder, "group", group_id);
+  add_string (builder, "msgId", msg_id);
+  add_int (builder, "delivered", delivered);
+  add_int (builder, "read", read);
+  add_int (builder, "total", total);
+  event_end (cli, builder);
+}
+
+static void
+on_group_typing (NatterGroups *groups,
+                 const char   *group_id,
+                 const char   *peer_id,
+                 gboolean      typing,
+                 Cli          *cli)
+{
+  JsonBuilder *builder;
+
+  if (!events_wanted (cli))
+    return;
+  builder = event_begin ("group-typing-changed");
+  add_string (builder, "group", group_id);
+  add_string (builder, "peer", peer_id);
+  add_boolean (builder, "typing", typing);
+  event_end (cli, builder);
+}
+
+static void
+on_group_sync (NatterGroups *groups,
+               const char   *group_id,
+               gboolean      syncing,
+               Cli          *cli)
+{
+  JsonBuilder *builder;
+
+  if (!events_wanted (cli))
+    return;
+  builder = event_begin ("group-sync-changed");
+  add_string (builder, "group", group_id);
+  add_boolean (builder, "syncing", syncing);
+  event_end (cli, builder);
+}
+
+static void
+on_group_rejected (NatterGroups *groups,
+                   const char   *group_id,
+                   const char   *author,
+                   const char   *reason,
+                   Cli          *cli)
+{
+  JsonBuilder *builder;
+
+  if (!events_wanted (cli))
+    return;
+  builder = event_begin ("group-operation-rejected");
+  add_string (builder, "group", group_id);
+  add_string (builder, "author", author);
+  add_string (builder, "reason", reason);
+  event_end (cli, builder);
+}
+
+static void
+connect_group_events (Cli *cli)
+{
+  NatterGroups *groups = natter_messaging_service_get_groups (cli->service);
+
+  if (groups == NULL)
+    return;
+  g_signal_connect (groups, "group-changed", G_CALLBACK (on_group_changed), cli);
+  g_signal_connect (groups, "message-received", G_CALLBACK (on_group_message), cli);
+  g_signal_connect (groups, "receipts-changed", G_CALLBACK (on_group_receipts), cli);
+  g_signal_connect (groups, "typing-changed", G_CALLBACK (on_group_typing), cli);
+  g_signal_connect (groups, "sync-changed", G_CALLBACK (on_group_sync), cli);
+  g_signal_connect (groups, "operation-rejected", G_CALLBACK (on_group_rejected), cli);
+}
+
+static gboolean
+get_group_member (JsonObject  *object,
+                  const char **out,
+                  GError     **error)
+{
+  if (!get_string_member (object, "group", TRUE, out, error))
+    return FALSE;
+  if (!natter_message_id_is_valid (*out))
+    {
+      g_set_error (error, BAD_REQUEST, 0, "member “group” is not a group ID");
+      return FALSE;
+    }
+  return TRUE;
+}
+
+/* FALSE with @error for a malformed request; the service's own refusals
+ * are replied as errors here. */
+static gboolean
+handle_group_command (Cli         *cli,
+                      const char  *cmd,
+                      JsonObject  *object,
+                      JsonNode    *id,
+                      GError     **error)
+{
+  static const char * const create_members[] = { "name", "members", "fanout", NULL };
+  static const char * const group_peer[] = { "group", "peer", NULL };
+  static const char * const group_only[] = { "group", NULL };
+  static const char * const group_text[] = { "group", "text", NULL };
+  static const char * const group_typing[] = { "group", "typing", NULL };
+  static const char * const group_limit[] = { "group", "limit", NULL };
+  static const char * const group_msg[] = { "group", "msgId", NULL };
+  NatterGroups *groups = natter_messaging_service_get_groups (cli->service);
+  g_autoptr(Request) request = NULL;
+  g_autoptr(GError) refusal = NULL;
+  g_autofree char *peer = NULL;
+  const char *group = NULL;
+
+  if (g_str_equal (cmd, "group-create"))
+    {
+      g_autoptr(GPtrArray) members = g_ptr_array_new_with_free_func (g_free);
+      g_autofree char *group_id = NULL;
+      JsonNode *node;
+      const char *name;
+      gint64 fanout = 0;
+
+      if (!check_members (object, create_members, error) ||
+          !get_string_member (object, "name", TRUE, &name, error))
+        return FALSE;
+      node = json_object_get_member (object, "members");
+      if (node != NULL && !JSON_NODE_HOLDS_ARRAY (node))
+        {
+          g_set_error (error, BAD_REQUEST, 0, "member “members” must be an array of peer IDs");
+          return FALSE;
+        }
+      for (guint i = 0; node != NULL && i < json_array_get_length (json_node_get_array (node)); i++)
+        {
+          JsonNode *element = json_array_get_element (json_node_get_array (node), i);
+          char *normal;
+
+          if (!JSON_NODE_HOLDS_VALUE (element) || json_node_get_value_type (element) != G_TYPE_STRING)
+            {
+              g_set_error (error, BAD_REQUEST, 0, "member “members” must be an array of peer IDs");
+              return FALSE;
+            }
+          normal = natter_peer_id_normalize (json_node_get_string (element), error);
+          if (normal == NULL)
+            return FALSE;
+          g_ptr_array_add (members, normal);
+        }
+      g_ptr_array_add (members, NULL);
+      node = json_object_get_member (object, "fanout");
+      if (node != NULL)
+        {
+          if (!JSON_NODE_HOLDS_VALUE (node) || json_node_get_value_type (node) != G_TYPE_INT64 ||
+              json_node_get_int (node) < 1 || json_node_get_int (node) > NATTER_GROUPS_MAX_FANOUT)
+            {
+              g_set_error (error, BAD_REQUEST, 0, "member “fanout” must be an integer from 1 to %d",
+                           NATTER_GROUPS_MAX_FANOUT);
+              return FALSE;
+            }
+          fanout = json_node_get_int (node);
+        }
+      request = request_new (cli, id, cmd);
+      group_id = natter_messaging_service_group_create (cli->service, name,
+                                                        (const char * const *) members->pdata,
+                                                        (guint) fanout, &refusal);
+      if (group_id == NULL)
+        reply_error (request, refusal);
+      else
+        {
+          JsonBuilder *builder = reply_begin (request);
+
+          add_string (builder, "group", group_id);
+          event_end (cli, builder);
+        }
+      return TRUE;
+    }
+
+  if (g_str_equal (cmd, "groups"))
+    {
+      g_autoptr(GPtrArray) list = NULL;
+      JsonBuilder *builder;
+
+      if (!check_members (object, NULL, error))
+        return FALSE;
+      request = request_new (cli, id, cmd);
+      list = natter_groups_list (groups);
+      builder = reply_begin (request);
+      json_builder_set_member_name (builder, "groups");
+      json_builder_begin_array (builder);
+      for (guint i = 0; i < list->len; i++)
+        build_group_info (builder, g_ptr_array_index (list, i));
+      json_builder_end_array (builder);
+      event_end (cli, builder);
+      return TRUE;
+    }
+
+  if (g_str_equal (cmd, "group-invite") || g_str_equal (cmd, "group-remove") ||
+      g_str_equal (cmd, "group-admin"))
+    {
+      gboolean ok;
+
+      if (!check_members (object, group_peer, error) || !get_group_member (object, &group, error) ||
+          !get_peer_member (object, &peer, error))
+        return FALSE;
+      request = request_new (cli, id, cmd);
+      if (g_str_equal (cmd, "group-invite"))
+        ok = natter_messaging_service_group_invite (cli->service, group, peer, &refusal);
+      else if (g_str_equal (cmd, "group-remove"))
+        ok = natter_messaging_service_group_remove (cli->service, group, peer, &refusal);
+      else
+        ok = natter_groups_set_admin (groups, group, peer, &refusal);
+      if (ok)
+        reply_ok (request);
+      else
+        reply_error (request, refusal);
+      return TRUE;
+    }
+
+  if (g_str_equal (cmd, "group-leave") || g_str_equal (cmd, "group-read") ||
+      g_str_equal (cmd, "group-info"))
+    {
+      if (!check_members (object, group_only, error) || !get_group_member (object, &group, error))
+        return FALSE;
+      request = request_new (cli, id, cmd);
+      if (g_str_equal (cmd, "group-info"))
+        {
+          g_autoptr(NatterGroupInfo) info = natter_groups_get_info (groups, group);
+          JsonBuilder *builder;
+
+          if (info == NULL)
+            {
+              g_set_error (&refusal, G_IO_ERROR, G_IO_ERROR_NOT_FOUND, "No group %s", group);
+              reply_error (request, refusal);
+              return TRUE;
+            }
+          builder = reply_begin (request);
+          json_builder_set_member_name (builder, "info");
+          build_group_info (builder, info);
+          event_end (cli, builder);
+          return TRUE;
+        }
+      if (g_str_equal (cmd, "group-leave") ? natter_messaging_service_group_leave (cli->service, group, &refusal)
+                                           : natter_groups_mark_read (groups, group, &refusal))
+        reply_ok (request);
+      else
+        reply_error (request, refusal);
+      return TRUE;
+    }
+
+  if (g_str_equal (cmd, "group-send"))
+    {
+      g_autofree char *msg_id = NULL;
+      const char *text;
+
+      if (!check_members (object, group_text, error) || !get_group_member (object, &group, error) ||
+          !get_string_member (object, "text", TRUE, &text, error))
+        return FALSE;
+      request = request_new (cli, id, cmd);
+      msg_id = natter_messaging_service_group_send_text (cli->service, group, text, &refusal);
+      if (msg_id == NULL)
+        reply_error (request, refusal);
+      else
+        {
+          JsonBuilder *builder = reply_begin (request);
+
+          add_string (builder, "msgId", msg_id);
+          event_end (cli, builder);
+        }
+      return TRUE;
+    }
+
+  if (g_str_equal (cmd, "group-typing"))
+    {
+      gboolean typing;
+
+      if (!check_members (object, group_typing, error) || !get_group_member (object, &group, error) ||
+          !get_boolean_member (object, "typing", TRUE, &typing, error))
+        return FALSE;
+      request = request_new (cli, id, cmd);
+      if (natter_groups_set_typing (groups, group, typing, &refusal))
+        reply_ok (request);
+      else
+        reply_error (request, refusal);
+      return TRUE;
+    }
+
+  if (g_str_equal (cmd, "group-history"))
+    {
+      g_autoptr(GPtrArray) history = NULL;
+      JsonBuilder *builder;
+      guint limit;
+
+      if (!check_members (object, group_limit, error) || !get_group_member (object, &group, error) ||
+          !get_limit_member (object, &limit, error))
+        return FALSE;
+      request = request_new (cli, id, cmd);
+      history = natter_messaging_service_group_get_history (cli->service, group);
+      builder = reply_begin (request);
+      json_builder_set_member_name (builder, "messages");
+      json_builder_begin_array (builder);
+      for (guint i = history->len > limit ? history->len - limit : 0; i < history->len; i++)
+        {
+          json_builder_begin_object (builder);
+          build_group_message (builder, g_ptr_array_index (history, i));
+          json_builder_end_object (builder);
+        }
+      json_builder_end_array (builder);
+      add_boolean (builder, "complete", history->len <= limit);
+      event_end (cli, builder);
+      return TRUE;
+    }
+
+  if (g_str_equal (cmd, "group-receipts"))
+    {
+      g_auto(GStrv) delivered = NULL;
+      g_auto(GStrv) read = NULL;
+      const char *msg_id;
+      JsonBuilder *builder;
+      guint total = 0;
+
+      if (!check_members (object, group_msg, error) || !get_group_member (object, &group, error) ||
+          !get_string_member (object, "msgId", TRUE, &msg_id, error))
+        return FALSE;
+      request = request_new (cli, id, cmd);
+      if (!natter_groups_get_receipts (groups, group, msg_id, &delivered, &read, &total))
+        {
+          g_set_error (&refusal, G_IO_ERROR, G_IO_ERROR_NOT_FOUND, "No message %s in %s", msg_id, group);
+          reply_error (request, refusal);
+          return TRUE;
+        }
+      builder = reply_begin (request);
+      add_strv (builder, "deliveredTo", (const char * const *) delivered);
+      add_strv (builder, "readBy", (const char * const *) read);
+      add_int (builder, "total", total);
+      event_end (cli, builder);
+      return TRUE;
+    }
+
+  {
+    g_autofree char *message = g_strdup_printf ("unknown command “%s”", cmd);
+
+    emit_error (cli, id, "unknown-command", message);
+  }
+  return TRUE;
+}
+
 static void
 handle_command (Cli        *cli,
                 JsonObject *object,
@@ -2124,6 +2566,11 @@ handle_command (Cli        *cli,
       else
         reply_ok (request);
     }
+  else if (g_str_has_prefix (cmd, "group"))
+    {
+      if (!handle_group_command (cli, cmd, object, id, &error))
+        goto bad;
+    }
   else if (g_str_equal (cmd, "quit"))
     {
       g_autoptr(Request) request = NULL;
@@ -2324,6 +2771,7 @@ command_started (Cli *cli)
       }
       break;
     case COMMAND_RUN:
+      connect_group_events (cli);
       emit_ready (cli);
       cli->input = g_unix_input_stream_new (STDIN_FILENO, FALSE);
       cli->input_cancellable = g_cancellable_new ();
@@ -2331,6 +2779,7 @@ command_started (Cli *cli)
       read_input (cli);
       break;
     case COMMAND_SERVE:
+      connect_group_events (cli);
       emit_ready (cli);
       break;
     case COMMAND_ID:

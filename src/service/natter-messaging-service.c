@@ -9,6 +9,7 @@
 #include <string.h>
 
 #include "natter-crypto.h"
+#include "natter-groups-private.h"
 #include "natter-file-transfers.h"
 #include "natter-history-model.h"
 #include "natter-ice.h"
@@ -45,6 +46,7 @@
 #define SEND_HIGH_WATER        (4 * 1024 * 1024)
 #define RELAY_EXPIRY_EVERY_MS  30000
 #define HANDOVER_BATCH         256
+#define CONNECT_TIMEOUT_MS     10000    /* a connection not up by then is started again */
 #define STALE_SESSION_MS       3000     /* see link_take_signal() */
 #define NEARBY_ANSWER_WINDOW_US (10 * 60 * G_USEC_PER_SEC) /* an introduction answers ours */
 
@@ -158,6 +160,7 @@ struct _Link
   char                   *peer_id;
   gboolean                is_contact;
   NatterContactState      contact_state;
+  gboolean                group_peer;        /* a member of one of our groups */
 
   NatterPeerConnection   *pc;
   guint64                 generation;
@@ -318,6 +321,8 @@ struct _NatterMessagingService
   GQueue                  relay_seen_order;
 
   NatterMessagingStats    stats;
+
+  NatterGroups           *groups;          /* natter-groups.c */
 };
 
 G_DEFINE_FINAL_TYPE (NatterMessagingService, natter_messaging_service, G_TYPE_OBJECT)
@@ -446,6 +451,8 @@ service_ensure_link (NatterMessagingService *self,
 static gboolean
 link_is_accepted (Link *link)
 {
+  if (link != NULL && link->group_peer)
+    return !(link->is_contact && link->contact_state == NATTER_CONTACT_BLOCKED);
   return link != NULL && link->is_contact && link->contact_state == NATTER_CONTACT_ACCEPTED;
 }
 
@@ -1411,6 +1418,8 @@ link_on_connected (Link *link)
                      natter_presence_to_string (self->presence), NULL, NULL);
   link_pump (link);
   link_handover_relayed (link);
+  if (self->groups != NULL)
+    natter_groups_peer_connected (self->groups, link->peer_id);
   if (self->files != NULL)
     natter_file_transfers_peer_connected (self->files, link->peer_id, link->pc);
 
@@ -1467,6 +1476,8 @@ link_on_lost (Link *link)
 
   if (!was_connected)
     return;
+  if (self->groups != NULL)
+    natter_groups_peer_lost (self->groups, link->peer_id);
   /* Peers we reached through this one are no longer relayed. */
   g_hash_table_iter_init (&iter, self->links);
   while (g_hash_table_iter_next (&iter, NULL, (gpointer *) &other))
@@ -2751,6 +2762,11 @@ link_on_message (NatterPeerConnection *pc,
     }
   self->stats.messages_received++;
 
+  /* Group frames (natter-groups.c) check and route themselves. */
+  if (message->group != NULL && self->groups != NULL &&
+      natter_groups_receive (self->groups, link->peer_id, message, bytes))
+    return;
+
   if (!g_strv_contains ((const char * const *) message->to, self->peer_id))
     {
       receive_for_relay (self, link, message);
@@ -2897,6 +2913,19 @@ on_tick (gpointer user_data)
           link_release_held (link, TRUE);
           link->held_since_us = 0;
         }
+      if (link->pc != NULL && !link->connected &&
+          now_us - link->pc_started_us > CONNECT_TIMEOUT_MS * 1000)
+        {
+          /* Signals of a start can be lost (a route that was not there
+           * yet): neither side would ever hear the other.  The side that
+           * sorts first starts again at once; the other waits for it. */
+          g_debug ("Connection to %s not up after %d s; starting again", link->peer_id,
+                   CONNECT_TIMEOUT_MS / 1000);
+          link_drop_connection (link, TRUE);
+          link_on_lost (link);
+          link->next_connect_us = now_us + (strcmp (self->peer_id, link->peer_id) < 0
+                                            ? 0 : (gint64) CONNECT_TIMEOUT_MS * 2000);
+        }
       if (link->pc == NULL)
         link_maybe_connect (link, FALSE);
     }
@@ -3023,6 +3052,11 @@ natter_messaging_service_dispose (GObject *object)
 
   g_clear_handle_id (&self->tick_source, g_source_remove);
   g_clear_handle_id (&self->batch_idle, g_source_remove);
+  if (self->groups != NULL)
+    {
+      natter_groups_shutdown (self->groups);
+      g_clear_object (&self->groups);
+    }
   if (self->files != NULL)
     {
       g_object_run_dispose (G_OBJECT (self->files));
@@ -3444,6 +3478,7 @@ typedef struct
   GPtrArray *outbox;          /* NatterStoreOutboxEntry */
   GPtrArray *expired;         /* NatterStoreOutboxEntry */
   GHashTable *sequences;      /* peer ID -> gint64[3]: conversation, out, in */
+  GPtrArray *groups;          /* NatterStoreGroupRecord, checked (natter-groups.c) */
 } LoadResult;
 
 static void
@@ -3454,6 +3489,7 @@ load_result_free (LoadResult *result)
   g_clear_pointer (&result->outbox, g_ptr_array_unref);
   g_clear_pointer (&result->expired, g_ptr_array_unref);
   g_clear_pointer (&result->sequences, g_hash_table_unref);
+  g_clear_pointer (&result->groups, g_ptr_array_unref);
   g_free (result);
 }
 
@@ -3469,7 +3505,8 @@ load_run (NatterDb  *db,
   if (!(result->expired = natter_db_outbox_take_expired (db, now, error)) ||
       !(result->contacts = natter_db_list_contacts (db, error)) ||
       !(result->conversations = natter_db_list_conversations (db, error)) ||
-      !(result->outbox = natter_db_outbox_due (db, now, 1000000, error)))
+      !(result->outbox = natter_db_outbox_due (db, now, 1000000, error)) ||
+      !(result->groups = natter_groups_load_saved (db, error)))
     {
       load_result_free (result);
       return NULL;
@@ -3554,6 +3591,7 @@ on_loaded (GObject      *source,
 {
   g_autoptr(GTask) task = user_data;
   NatterMessagingService *self = g_task_get_source_object (task);
+  g_autoptr(GPtrArray) saved_groups = NULL;
   GError *error = NULL;
   LoadResult *loaded;
 
@@ -3625,9 +3663,12 @@ on_loaded (GObject      *source,
           emit_state (self, entry->msg_id, entry->recipient, NATTER_STORE_MESSAGE_FAILED, NULL);
         }
     }
+  saved_groups = g_steal_pointer (&loaded->groups);
   load_result_free (loaded);
 
   self->started = TRUE;
+  self->groups = natter_groups_new (self, self->identity, self->store);
+  natter_groups_restore (self->groups, saved_groups);
   self->files = natter_file_transfers_new (self, self->store);
   natter_file_transfers_start (self->files);
   service_start_finders (self);
@@ -3747,6 +3788,8 @@ natter_messaging_service_stop_async (NatterMessagingService *self,
     if (link->connected)
       link_send_control (link, NATTER_MESSAGE_TYPE_PRESENCE_UPDATE, "status", "offline", NULL, NULL);
   self->stopping = TRUE;
+  if (self->groups != NULL)
+    natter_groups_shutdown (self->groups);
   g_clear_handle_id (&self->tick_source, g_source_remove);
   if (self->lan != NULL)
     {
@@ -4796,13 +4839,156 @@ natter_messaging_service_send_raw_frame (NatterMessagingService  *self,
   return TRUE;
 }
 
+/* {{{ Groups (natter-groups.c) */
+
+gboolean
+natter_messaging_service_group_send_frame (NatterMessagingService *self,
+                                           const char             *peer_id,
+                                           GBytes                 *wire)
+{
+  return !self->stopping && link_send_frame (service_get_link (self, peer_id), wire);
+}
+
+gboolean
+natter_messaging_service_peer_is_connected (NatterMessagingService *self,
+                                            const char             *peer_id)
+{
+  Link *link = service_get_link (self, peer_id);
+
+  return link != NULL && link->connected && link->pc != NULL;
+}
+
+gboolean
+natter_messaging_service_peer_is_contact (NatterMessagingService *self,
+                                          const char             *peer_id)
+{
+  Link *link = service_get_link (self, peer_id);
+
+  return link != NULL && link->is_contact && link->contact_state == NATTER_CONTACT_ACCEPTED;
+}
+
+void
+natter_messaging_service_add_group_peers (NatterMessagingService *self,
+                                          const char * const     *peer_ids)
+{
+  gboolean changed = FALSE;
+
+  if (!self->started || self->stopping)
+    return;
+  for (guint i = 0; peer_ids[i] != NULL; i++)
+    {
+      Link *link;
+
+      if (strcmp (peer_ids[i], self->peer_id) == 0)
+        continue;
+      link = service_ensure_link (self, peer_ids[i]);
+      changed |= !link->group_peer;
+      link->group_peer = TRUE;
+    }
+  if (!changed)
+    return;
+  service_update_finders (self);
+  for (guint i = 0; peer_ids[i] != NULL; i++)
+    {
+      Link *link = service_get_link (self, peer_ids[i]);
+
+      if (link != NULL)
+        link_maybe_connect (link, FALSE);
+    }
+}
+
+NatterGroups *
+natter_messaging_service_get_groups (NatterMessagingService *self)
+{
+  g_return_val_if_fail (NATTER_IS_MESSAGING_SERVICE (self), NULL);
+  return self->groups;
+}
+
+static gboolean
+check_groups (NatterMessagingService  *self,
+              GError                 **error)
+{
+  if (!check_started (self, error))
+    return FALSE;
+  g_return_val_if_fail (self->groups != NULL, FALSE);
+  return TRUE;
+}
+
+char *
+natter_messaging_service_group_create (NatterMessagingService  *self,
+                                       const char              *name,
+                                       const char * const      *members,
+                                       guint                    fanout,
+                                       GError                 **error)
+{
+  g_return_val_if_fail (NATTER_IS_MESSAGING_SERVICE (self), NULL);
+  if (!check_groups (self, error))
+    return NULL;
+  return natter_groups_create (self->groups, name, members, fanout, error);
+}
+
+gboolean
+natter_messaging_service_group_invite (NatterMessagingService  *self,
+                                       const char              *group_id,
+                                       const char              *peer_id,
+                                       GError                 **error)
+{
+  g_return_val_if_fail (NATTER_IS_MESSAGING_SERVICE (self), FALSE);
+  return check_groups (self, error) && natter_groups_invite (self->groups, group_id, peer_id, error);
+}
+
+gboolean
+natter_messaging_service_group_remove (NatterMessagingService  *self,
+                                       const char              *group_id,
+                                       const char              *peer_id,
+                                       GError                 **error)
+{
+  g_return_val_if_fail (NATTER_IS_MESSAGING_SERVICE (self), FALSE);
+  return check_groups (self, error) && natter_groups_remove (self->groups, group_id, peer_id, error);
+}
+
+gboolean
+natter_messaging_service_group_leave (NatterMessagingService  *self,
+                                      const char              *group_id,
+                                      GError                 **error)
+{
+  g_return_val_if_fail (NATTER_IS_MESSAGING_SERVICE (self), FALSE);
+  return check_groups (self, error) && natter_groups_leave (self->groups, group_id, error);
+}
+
+char *
+natter_messaging_service_group_send_text (NatterMessagingService  *self,
+                                          const char              *group_id,
+                                          const char              *text,
+                                          GError                 **error)
+{
+  g_return_val_if_fail (NATTER_IS_MESSAGING_SERVICE (self), NULL);
+  if (!check_groups (self, error))
+    return NULL;
+  return natter_groups_send_text (self->groups, group_id, text, error);
+}
+
+GPtrArray *
+natter_messaging_service_group_get_history (NatterMessagingService *self,
+                                            const char             *group_id)
+{
+  g_return_val_if_fail (NATTER_IS_MESSAGING_SERVICE (self), NULL);
+  if (self->groups == NULL)
+    return g_ptr_array_new_with_free_func ((GDestroyNotify) natter_group_message_free);
+  return natter_groups_get_history (self->groups, group_id);
+}
+
+/* }}} */
+
 /* {{{ Files */
 
 gboolean
 natter_messaging_service_is_contact (NatterMessagingService *self,
                                      const char             *peer_id)
 {
-  return link_is_accepted (service_get_link (self, peer_id));
+  /* An accepted contact; fellow group members are connected to
+   * (link_is_accepted()) but are not contacts. */
+  return natter_messaging_service_peer_is_contact (self, peer_id);
 }
 
 static void

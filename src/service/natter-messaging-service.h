@@ -10,6 +10,7 @@
 
 #include "natter-contact.h"
 #include "natter-conversation.h"
+#include "natter-groups.h"
 #include "natter-message-item.h"
 #include "natter-profile.h"
 
@@ -318,5 +319,38 @@ GPtrArray *natter_messaging_service_list_transfers   (NatterMessagingService *se
  * "transfer-progress" (const char *transfer_id, gint64 bytes_done,
  *                      gint64 size, double bytes_per_second)
  *     at most a few times a second per transfer. */
+
+/* Groups (docs/architecture.md, "Groups").  The group logic lives in
+ * NatterGroups, which also has the signals ("group-changed",
+ * "message-received", "receipts-changed", "typing-changed",
+ * "sync-changed", "operation-rejected") and the rest of the API (admin
+ * handover, read marks, typing, receipts, group info).  It exists from the
+ * end of start() until the service is disposed.  Members of a group are
+ * connected to like contacts; invitations go to accepted contacts, and a
+ * welcome is accepted only from a contact.  Errors are G_IO_ERROR codes. */
+NatterGroups *natter_messaging_service_get_groups (NatterMessagingService *self);
+char      *natter_messaging_service_group_create    (NatterMessagingService  *self,
+                                                     const char              *name,
+                                                     const char * const      *members,
+                                                     guint                    fanout,
+                                                     GError                 **error);
+gboolean   natter_messaging_service_group_invite    (NatterMessagingService  *self,
+                                                     const char              *group_id,
+                                                     const char              *peer_id,
+                                                     GError                 **error);
+gboolean   natter_messaging_service_group_remove    (NatterMessagingService  *self,
+                                                     const char              *group_id,
+                                                     const char              *peer_id,
+                                                     GError                 **error);
+gboolean   natter_messaging_service_group_leave     (NatterMessagingService  *self,
+                                                     const char              *group_id,
+                                                     GError                 **error);
+char      *natter_messaging_service_group_send_text (NatterMessagingService  *self,
+                                                     const char              *group_id,
+                                                     const char              *text,
+                                                     GError                 **error);
+/* NatterGroupMessage, in display order. */
+GPtrArray *natter_messaging_service_group_get_history (NatterMessagingService *self,
+                                                       const char             *group_id);
 
 G_END_DECLS

@@ -300,11 +300,47 @@ static const char schema_v2[] =
 static const char schema_v3[] =
   "CREATE INDEX messages_sequence ON messages (conversation_id, direction, sequence);";
 
+/* Version 4: groups survive a restart (natter-groups.c).
+ * groups          + state: JSON of what natter-groups.c keeps besides
+ *                 (admin, fan-out, current key ID, whether we were removed,
+ *                 everyone who was ever a member, the delivered and read
+ *                 vector clocks, the key hashes and who may write under
+ *                 each key, invitees still owed a welcome); checked there
+ *                 when loaded.
+ * group_keys      (group_id -> groups ON DELETE CASCADE, key_id) PK, key
+ *                 (32 bytes): the group keys, secrets like the rest of the
+ *                 profile database.
+ * group_messages  (group_id -> groups ON DELETE CASCADE, author, counter)
+ *                 PK: the delivered causal log, msg_id, kind text|event
+ *                 (NULL when not shown: a refused operation, an unreadable
+ *                 message), body, clock_sum (the display order), wire (the
+ *                 author's signed frame, verified again when loaded). */
+static const char schema_v4[] =
+  "ALTER TABLE groups ADD COLUMN state TEXT;"
+  "CREATE TABLE group_keys ("
+  "  group_id  TEXT NOT NULL REFERENCES groups (id) ON DELETE CASCADE,"
+  "  key_id    TEXT NOT NULL,"
+  "  key       BLOB NOT NULL CHECK (length (key) = 32),"
+  "  PRIMARY KEY (group_id, key_id)"
+  ") WITHOUT ROWID;"
+  "CREATE TABLE group_messages ("
+  "  group_id   TEXT NOT NULL REFERENCES groups (id) ON DELETE CASCADE,"
+  "  author     TEXT NOT NULL,"
+  "  counter    INTEGER NOT NULL CHECK (counter >= 1),"
+  "  msg_id     TEXT NOT NULL,"
+  "  kind       TEXT CHECK (kind IN ('text', 'event')),"
+  "  body       TEXT,"
+  "  clock_sum  INTEGER NOT NULL CHECK (clock_sum >= 1),"
+  "  wire       BLOB NOT NULL,"
+  "  PRIMARY KEY (group_id, author, counter)"
+  ") WITHOUT ROWID;";
+
 /* migrations[i] takes version i to version i + 1. */
 static const char * const migrations[] = {
   schema_v1,
   schema_v2,
   schema_v3,
+  schema_v4,
 };
 
 G_STATIC_ASSERT (G_N_ELEMENTS (migrations) == NATTER_DB_SCHEMA_VERSION);

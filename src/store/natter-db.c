@@ -66,6 +66,12 @@ typedef enum
   STMT_MEMBER_ADD,
   STMT_MEMBER_REMOVE,
   STMT_MEMBER_LIST,
+  STMT_MEMBER_CLEAR,
+  STMT_GROUP_LIST,
+  STMT_GROUP_KEY_ADD,
+  STMT_GROUP_KEY_LIST,
+  STMT_GROUP_MSG_ADD,
+  STMT_GROUP_MSG_LIST,
   STMT_TRANSFER_UPSERT,
   STMT_TRANSFER_GET,
   STMT_TRANSFER_PROGRESS,
@@ -252,12 +258,28 @@ static const char * const stmt_sql[N_STMTS] = {
   /* The key epoch never goes back: a stale update must not resurrect a
    * key that was rotated away. */
   [STMT_GROUP_UPSERT] =
-    "INSERT INTO groups (id, name, created_by, created_at, key_epoch) "
-    "VALUES (?1, ?2, ?3, ?4, ?5) "
+    "INSERT INTO groups (id, name, created_by, created_at, key_epoch, state) "
+    "VALUES (?1, ?2, ?3, ?4, ?5, ?6) "
     "ON CONFLICT (id) DO UPDATE SET name = excluded.name, "
-    "key_epoch = MAX (key_epoch, excluded.key_epoch)",
+    "key_epoch = MAX (key_epoch, excluded.key_epoch), "
+    "state = coalesce (excluded.state, state)",
   [STMT_GROUP_GET] =
-    "SELECT id, name, created_by, created_at, key_epoch FROM groups WHERE id = ?1",
+    "SELECT id, name, created_by, created_at, key_epoch, state FROM groups WHERE id = ?1",
+  [STMT_GROUP_LIST] =
+    "SELECT id, name, created_by, created_at, key_epoch, state FROM groups ORDER BY created_at, id",
+  [STMT_MEMBER_CLEAR] =
+    "DELETE FROM group_members WHERE group_id = ?1",
+  [STMT_GROUP_KEY_ADD] =
+    "INSERT OR IGNORE INTO group_keys (group_id, key_id, key) VALUES (?1, ?2, ?3)",
+  [STMT_GROUP_KEY_LIST] =
+    "SELECT key_id, key FROM group_keys WHERE group_id = ?1",
+  [STMT_GROUP_MSG_ADD] =
+    "INSERT OR IGNORE INTO group_messages "
+    "(group_id, author, counter, msg_id, kind, body, clock_sum, wire) "
+    "VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)",
+  [STMT_GROUP_MSG_LIST] =
+    "SELECT author, counter, msg_id, kind, body, clock_sum, wire FROM group_messages "
+    "WHERE group_id = ?1 ORDER BY author, counter",
   [STMT_MEMBER_ADD] =
     "INSERT INTO group_members (group_id, peer_id, role, joined_at) "
     "VALUES (?1, ?2, ?3, ?4) "
@@ -499,7 +521,45 @@ natter_store_group_free (NatterStoreGroup *group)
   g_free (group->id);
   g_free (group->name);
   g_free (group->created_by);
+  g_free (group->state);
   g_free (group);
+}
+
+void
+natter_store_group_message_free (NatterStoreGroupMessage *message)
+{
+  if (message == NULL)
+    return;
+  g_free (message->author);
+  g_free (message->msg_id);
+  g_free (message->kind);
+  g_free (message->body);
+  g_clear_pointer (&message->wire, g_bytes_unref);
+  g_free (message);
+}
+
+NatterStoreGroupRecord *
+natter_store_group_record_new (void)
+{
+  NatterStoreGroupRecord *record = g_new0 (NatterStoreGroupRecord, 1);
+
+  record->group = natter_store_group_new ();
+  record->members = g_ptr_array_new_with_free_func ((GDestroyNotify) natter_store_group_member_free);
+  record->keys = g_hash_table_new_full (g_str_hash, g_str_equal, g_free, (GDestroyNotify) g_bytes_unref);
+  record->messages = g_ptr_array_new_with_free_func ((GDestroyNotify) natter_store_group_message_free);
+  return record;
+}
+
+void
+natter_store_group_record_free (NatterStoreGroupRecord *record)
+{
+  if (record == NULL)
+    return;
+  natter_store_group_free (record->group);
+  g_clear_pointer (&record->members, g_ptr_array_unref);
+  g_hash_table_unref (record->keys);
+  g_ptr_array_unref (record->messages);
+  g_free (record);
 }
 
 void
@@ -2626,7 +2686,24 @@ natter_db_group_upsert (NatterDb                *self,
   bind_text (stmt, 3, group->created_by);
   sqlite3_bind_int64 (stmt, 4, group->created_at);
   sqlite3_bind_int64 (stmt, 5, group->key_epoch);
+  bind_text (stmt, 6, group->state);
   return stmt_run (self, stmt, "Could not save the group", error);
+}
+
+static NatterStoreGroup *
+row_to_group (NatterDbStmt  *stmt,
+              GError       **error)
+{
+  g_autoptr(NatterStoreGroup) group = natter_store_group_new ();
+
+  if (!column_nonnull_text (stmt, 0, "groups", &group->id, error) ||
+      !column_nonnull_text (stmt, 1, "groups", &group->name, error) ||
+      !column_nonnull_text (stmt, 2, "groups", &group->created_by, error))
+    return NULL;
+  group->created_at = sqlite3_column_int64 (stmt, 3);
+  group->key_epoch = sqlite3_column_int64 (stmt, 4);
+  group->state = column_text (stmt, 5);
+  return g_steal_pointer (&group);
 }
 
 /**
@@ -2660,14 +2737,7 @@ natter_db_group_get (NatterDb    *self,
   if (rc != SQLITE_ROW)
     return NULL;
 
-  group = natter_store_group_new ();
-  if (!column_nonnull_text (stmt, 0, "groups", &group->id, error) ||
-      !column_nonnull_text (stmt, 1, "groups", &group->name, error) ||
-      !column_nonnull_text (stmt, 2, "groups", &group->created_by, error))
-    return NULL;
-  group->created_at = sqlite3_column_int64 (stmt, 3);
-  group->key_epoch = sqlite3_column_int64 (stmt, 4);
-  return g_steal_pointer (&group);
+  return row_to_group (stmt, error);
 }
 
 /**
@@ -2779,6 +2849,215 @@ natter_db_group_list_members (NatterDb    *self,
     }
   if (rc != SQLITE_DONE)
     return NULL;
+  return g_steal_pointer (&result);
+}
+
+static gboolean
+group_save_inner (NatterDb                     *self,
+                  const NatterStoreGroupRecord *record,
+                  GError                      **error)
+{
+  const char *group_id = record->group->id;
+  GHashTableIter iter;
+  gpointer key_id, key;
+
+  if (!natter_db_group_upsert (self, record->group, error))
+    return FALSE;
+  if (record->members != NULL)
+    {
+      g_autoptr(NatterDbStmt) clear = db_stmt (self, STMT_MEMBER_CLEAR, error);
+
+      if (clear == NULL)
+        return FALSE;
+      bind_text (clear, 1, group_id);
+      if (!stmt_run (self, clear, "Could not save the group members", error))
+        return FALSE;
+      for (guint i = 0; i < record->members->len; i++)
+        {
+          NatterStoreGroupMember *member = g_ptr_array_index (record->members, i);
+
+          if (!natter_db_group_member_add (self, group_id, member->peer_id, member->role,
+                                           member->joined_at, error))
+            return FALSE;
+        }
+    }
+  g_hash_table_iter_init (&iter, record->keys);
+  while (g_hash_table_iter_next (&iter, &key_id, &key))
+    {
+      g_autoptr(NatterDbStmt) stmt = db_stmt (self, STMT_GROUP_KEY_ADD, error);
+
+      if (stmt == NULL)
+        return FALSE;
+      if (g_bytes_get_size (key) != 32)
+        return set_invalid (error, "a group key has 32 bytes");
+      bind_text (stmt, 1, group_id);
+      bind_text (stmt, 2, key_id);
+      bind_bytes (stmt, 3, key);
+      if (!stmt_run (self, stmt, "Could not save a group key", error))
+        return FALSE;
+    }
+  for (guint i = 0; i < record->messages->len; i++)
+    {
+      NatterStoreGroupMessage *message = g_ptr_array_index (record->messages, i);
+      g_autoptr(NatterDbStmt) stmt = db_stmt (self, STMT_GROUP_MSG_ADD, error);
+
+      if (stmt == NULL)
+        return FALSE;
+      if (message->author == NULL || message->msg_id == NULL || message->wire == NULL ||
+          message->counter < 1)
+        return set_invalid (error, "a group message needs an author, a counter, an ID and its frame");
+      bind_text (stmt, 1, group_id);
+      bind_text (stmt, 2, message->author);
+      sqlite3_bind_int64 (stmt, 3, message->counter);
+      bind_text (stmt, 4, message->msg_id);
+      bind_text (stmt, 5, message->kind);
+      bind_text (stmt, 6, message->body);
+      sqlite3_bind_int64 (stmt, 7, message->clock_sum);
+      bind_bytes (stmt, 8, message->wire);
+      if (!stmt_run (self, stmt, "Could not save a group message", error))
+        return FALSE;
+    }
+  return TRUE;
+}
+
+/**
+ * natter_db_group_save:
+ * @self: a connection
+ * @record: the group's row (with its state), its current members (all of
+ *   them, replacing the stored ones; %NULL leaves them), its keys (added;
+ *   a stored key never changes) and new messages of its log (added; one
+ *   already stored is left as it is)
+ * @error: return location for a #GError
+ *
+ * Saves all of it in one transaction.
+ *
+ * Returns: %TRUE on success; nothing is saved on failure
+ */
+gboolean
+natter_db_group_save (NatterDb                     *self,
+                      const NatterStoreGroupRecord *record,
+                      GError                      **error)
+{
+  g_return_val_if_fail (self != NULL, FALSE);
+  g_return_val_if_fail (record != NULL && record->group != NULL, FALSE);
+
+  if (record->group->id == NULL)
+    return set_invalid (error, "group needs an id");
+  if (!tx_begin (self, error))
+    return FALSE;
+  if (!group_save_inner (self, record, error))
+    {
+      tx_rollback (self);
+      return FALSE;
+    }
+  return tx_commit (self, error);
+}
+
+static gboolean
+group_load_keys (NatterDb                *self,
+                 NatterStoreGroupRecord  *record,
+                 GError                 **error)
+{
+  g_autoptr(NatterDbStmt) stmt = db_stmt (self, STMT_GROUP_KEY_LIST, error);
+  int rc;
+
+  if (stmt == NULL)
+    return FALSE;
+  bind_text (stmt, 1, record->group->id);
+  while ((rc = stmt_step (self, stmt, "Could not read the group keys", error)) == SQLITE_ROW)
+    {
+      char *key_id = NULL;
+      GBytes *key;
+
+      if (!column_nonnull_text (stmt, 0, "group_keys", &key_id, error))
+        return FALSE;
+      key = column_bytes (stmt, 1);
+      if (key == NULL || g_bytes_get_size (key) != 32)
+        {
+          g_free (key_id);
+          g_clear_pointer (&key, g_bytes_unref);
+          return set_corrupt_row (error, "group_keys", "a key is not 32 bytes");
+        }
+      g_hash_table_insert (record->keys, key_id, key);
+    }
+  return rc == SQLITE_DONE;
+}
+
+static gboolean
+group_load_messages (NatterDb                *self,
+                     NatterStoreGroupRecord  *record,
+                     GError                 **error)
+{
+  g_autoptr(NatterDbStmt) stmt = db_stmt (self, STMT_GROUP_MSG_LIST, error);
+  int rc;
+
+  if (stmt == NULL)
+    return FALSE;
+  bind_text (stmt, 1, record->group->id);
+  while ((rc = stmt_step (self, stmt, "Could not read the group messages", error)) == SQLITE_ROW)
+    {
+      g_autoptr(NatterStoreGroupMessage) message = g_new0 (NatterStoreGroupMessage, 1);
+
+      if (!column_nonnull_text (stmt, 0, "group_messages", &message->author, error) ||
+          !column_nonnull_text (stmt, 2, "group_messages", &message->msg_id, error))
+        return FALSE;
+      message->counter = sqlite3_column_int64 (stmt, 1);
+      message->kind = column_text (stmt, 3);
+      message->body = column_text (stmt, 4);
+      message->clock_sum = sqlite3_column_int64 (stmt, 5);
+      message->wire = column_bytes (stmt, 6);
+      if (message->wire == NULL)
+        return set_corrupt_row (error, "group_messages", "wire");
+      g_ptr_array_add (record->messages, g_steal_pointer (&message));
+    }
+  return rc == SQLITE_DONE;
+}
+
+/**
+ * natter_db_group_load_all:
+ * @self: a connection
+ * @error: return location for a #GError
+ *
+ * Reads every stored group with its members, keys and log.  Only the
+ * columns are checked here; the content is natter-groups.c's to check.
+ *
+ * Returns: (transfer full) (element-type NatterStoreGroupRecord): the
+ *   groups, oldest first, or %NULL on error
+ */
+GPtrArray *
+natter_db_group_load_all (NatterDb  *self,
+                          GError   **error)
+{
+  g_autoptr(GPtrArray) result =
+    g_ptr_array_new_with_free_func ((GDestroyNotify) natter_store_group_record_free);
+  g_autoptr(NatterDbStmt) stmt = NULL;
+  int rc;
+
+  g_return_val_if_fail (self != NULL, NULL);
+
+  if (!(stmt = db_stmt (self, STMT_GROUP_LIST, error)))
+    return NULL;
+  while ((rc = stmt_step (self, stmt, "Could not list the groups", error)) == SQLITE_ROW)
+    {
+      g_autoptr(NatterStoreGroupRecord) record = natter_store_group_record_new ();
+
+      natter_store_group_free (record->group);
+      if (!(record->group = row_to_group (stmt, error)))
+        return NULL;
+      g_ptr_array_add (result, g_steal_pointer (&record));
+    }
+  if (rc != SQLITE_DONE)
+    return NULL;
+  for (guint i = 0; i < result->len; i++)
+    {
+      NatterStoreGroupRecord *record = g_ptr_array_index (result, i);
+
+      g_ptr_array_unref (record->members);
+      if (!(record->members = natter_db_group_list_members (self, record->group->id, error)) ||
+          !group_load_keys (self, record, error) ||
+          !group_load_messages (self, record, error))
+        return NULL;
+    }
   return g_steal_pointer (&result);
 }
 

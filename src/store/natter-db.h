@@ -50,7 +50,7 @@ typedef enum
 GQuark natter_store_error_quark (void);
 
 /* The schema version this code writes; see natter-db-schema.c. */
-#define NATTER_DB_SCHEMA_VERSION 3
+#define NATTER_DB_SCHEMA_VERSION 4
 
 typedef enum
 {
@@ -198,6 +198,8 @@ typedef struct
   gint64  created_at;
   /* Bumped when the group key is rotated (a member left). */
   gint64  key_epoch;
+  /* What natter-groups.c needs besides (JSON, checked there); may be NULL. */
+  char   *state;
 } NatterStoreGroup;
 
 NatterStoreGroup *natter_store_group_new  (void);
@@ -212,6 +214,33 @@ typedef struct
 } NatterStoreGroupMember;
 
 void natter_store_group_member_free (NatterStoreGroupMember *member);
+
+/* A delivered message of a group's causal log (the signed wire frame, and
+ * how the history shows it). */
+typedef struct
+{
+  char   *author;
+  gint64  counter;     /* the author's counter, >= 1 */
+  char   *msg_id;
+  char   *kind;        /* "text", "event", or NULL when not shown */
+  char   *body;
+  gint64  clock_sum;   /* sum of its vector clock: the display order */
+  GBytes *wire;
+} NatterStoreGroupMessage;
+
+void natter_store_group_message_free (NatterStoreGroupMessage *message);
+
+/* Everything stored about one group. */
+typedef struct
+{
+  NatterStoreGroup *group;
+  GPtrArray        *members;    /* NatterStoreGroupMember */
+  GHashTable       *keys;       /* key ID -> GBytes (32): secrets */
+  GPtrArray        *messages;   /* NatterStoreGroupMessage, by author and counter */
+} NatterStoreGroupRecord;
+
+NatterStoreGroupRecord *natter_store_group_record_new  (void);
+void                    natter_store_group_record_free (NatterStoreGroupRecord *record);
 
 /* A file transfer, kept so that it resumes after a restart. */
 typedef struct
@@ -240,6 +269,8 @@ G_DEFINE_AUTOPTR_CLEANUP_FUNC (NatterStoreRelayEntry, natter_store_relay_entry_f
 G_DEFINE_AUTOPTR_CLEANUP_FUNC (NatterStoreReceipt, natter_store_receipt_free)
 G_DEFINE_AUTOPTR_CLEANUP_FUNC (NatterStoreGroup, natter_store_group_free)
 G_DEFINE_AUTOPTR_CLEANUP_FUNC (NatterStoreGroupMember, natter_store_group_member_free)
+G_DEFINE_AUTOPTR_CLEANUP_FUNC (NatterStoreGroupMessage, natter_store_group_message_free)
+G_DEFINE_AUTOPTR_CLEANUP_FUNC (NatterStoreGroupRecord, natter_store_group_record_free)
 G_DEFINE_AUTOPTR_CLEANUP_FUNC (NatterStoreTransfer, natter_store_transfer_free)
 
 /**
@@ -408,6 +439,11 @@ gboolean    natter_db_group_member_remove  (NatterDb             *self,
                                             GError              **error);
 GPtrArray  *natter_db_group_list_members   (NatterDb             *self,
                                             const char           *group_id,
+                                            GError              **error);
+gboolean    natter_db_group_save           (NatterDb             *self,
+                                            const NatterStoreGroupRecord *record,
+                                            GError              **error);
+GPtrArray  *natter_db_group_load_all       (NatterDb             *self,
                                             GError              **error);
 
 /* File transfers */

@@ -55,6 +55,8 @@
 #define SUMMARY_REPLY_MS      300
 #define PULL_TIMEOUT_MS       3000
 #define PULL_MAX              256
+#define PULL_GRACE_MS         500     /* a small gap may still be on its way down the tree */
+#define PULL_AT_ONCE          64      /* a larger gap is pulled at once */
 #define KEY_WAIT_MS           10000
 #define KEY_REQUEST_EVERY_MS  1000
 #define WELCOME_EVERY_MS      2000
@@ -150,6 +152,7 @@ typedef struct
   guint64     clock_sum;
   JsonObject *content;       /* decrypted, or NULL when unreadable */
   gint64      since_us;      /* parked for its key since */
+  gint64      delivered_us;
   gboolean    delivered;
   gboolean    shown;         /* in the history */
   char       *kind;
@@ -211,6 +214,7 @@ struct _Group
   GHashTable        *known_read;    /* peer -> NatterVectorClock: what it read */
   NatterVectorClock *my_read;
   GHashTable        *pulls;         /* author -> Pull */
+  GHashTable        *gaps;          /* author -> Pull: a small gap seen, pulled from deadline_us on */
   GHashTable        *owe_summary;   /* peers to send a summary soon: set */
   GHashTable        *acks;          /* parent -> GPtrArray of msg IDs to acknowledge */
   GHashTable        *summary_sent;  /* peer -> gint64* last summary time (us) */
@@ -369,6 +373,7 @@ group_free (Group *g)
   g_hash_table_unref (g->known_read);
   natter_vector_clock_free (g->my_read);
   g_hash_table_unref (g->pulls);
+  g_hash_table_unref (g->gaps);
   g_hash_table_unref (g->owe_summary);
   g_hash_table_unref (g->acks);
   g_hash_table_unref (g->summary_sent);
@@ -1276,6 +1281,7 @@ group_new (NatterGroups *self,
   g->known_read = g_hash_table_new_full (g_str_hash, g_str_equal, g_free, (GDestroyNotify) natter_vector_clock_free);
   g->my_read = natter_vector_clock_new ();
   g->pulls = g_hash_table_new_full (g_str_hash, g_str_equal, g_free, g_free);
+  g->gaps = g_hash_table_new_full (g_str_hash, g_str_equal, g_free, g_free);
   g->owe_summary = str_set_new ();
   g->acks = g_hash_table_new_full (g_str_hash, g_str_equal, g_free, (GDestroyNotify) g_ptr_array_unref);
   g->summary_sent = str_time_table_new ();
@@ -1722,6 +1728,7 @@ group_deliver (NatterCausalBuffer *buffer,
   gboolean rotate_for_leave = FALSE;
 
   entry->delivered = TRUE;
+  entry->delivered_us = now_us ();
   entry->clock_sum = 0;
   for (gsize i = 0; i < clock_len; i++)
     entry->clock_sum += clock[i];
@@ -2005,6 +2012,21 @@ schedule_summaries (NatterGroups *self)
     self->summary_source = g_timeout_add (SUMMARY_DELAY_MS, on_summary_timeout, self);
 }
 
+/* Whether we delivered a message of @author in the last PULL_GRACE_MS. */
+static gboolean
+author_flowing (Group      *g,
+                const char *author,
+                gint64      now)
+{
+  AuthorLog *log = g_hash_table_lookup (g->logs, author);
+  Entry *last;
+
+  if (log == NULL || log->entries->len == 0)
+    return FALSE;
+  last = g_ptr_array_index (log->entries, log->entries->len - 1);
+  return now - last->delivered_us < (gint64) PULL_GRACE_MS * 1000;
+}
+
 /* Asks connected members for what they have and we lack. */
 static void
 group_pull (Group *g)
@@ -2046,6 +2068,24 @@ group_pull (Group *g)
             continue;
           if (pull != NULL && pull->deadline_us > now && pull->upto > local)
             continue;
+          /* While an author's messages keep arriving, the few we lack
+           * are most likely still on their way down the tree: they are
+           * pulled only if still missing PULL_GRACE_MS after we first
+           * learned of them. */
+          if (value - local <= PULL_AT_ONCE && author_flowing (g, author, now))
+            {
+              Pull *gap = g_hash_table_lookup (g->gaps, author);
+
+              if (gap == NULL || gap->upto <= local)
+                {
+                  gap = g_new0 (Pull, 1);
+                  gap->upto = value;
+                  gap->deadline_us = now + (gint64) PULL_GRACE_MS * 1000;
+                  g_hash_table_insert (g->gaps, g_strdup (author), gap);
+                }
+              if (gap->deadline_us > now)
+                continue;
+            }
           upto = MIN (value, local + budget);
           budget -= (guint) (upto - local);
           {
@@ -2164,6 +2204,40 @@ count_having (Group        *g,
   return n;
 }
 
+/* Whether a member whose delivered clock is @have lacks messages that are
+ * not just on their way to it: more than a few of an author, or one that
+ * we delivered PULL_GRACE_MS ago or earlier. */
+static gboolean
+group_peer_lacks (Group             *g,
+                  NatterVectorClock *have)
+{
+  g_autoptr(NatterVectorClock) local = natter_causal_buffer_dup_local_clock (g->buffer);
+  gint64 old = now_us () - (gint64) PULL_GRACE_MS * 1000;
+  NatterVectorClockIter iter;
+  const char *author;
+  guint64 value;
+
+  natter_vector_clock_iter_init (&iter, local);
+  while (natter_vector_clock_iter_next (&iter, &author, &value))
+    {
+      guint64 theirs = natter_vector_clock_get (have, author);
+      AuthorLog *log;
+      Entry *next;
+
+      if (value <= theirs)
+        continue;
+      if (value - theirs > PULL_AT_ONCE)
+        return TRUE;
+      log = g_hash_table_lookup (g->logs, author);
+      if (log == NULL || theirs < log->base || theirs - log->base >= log->entries->len)
+        return TRUE;
+      next = g_ptr_array_index (log->entries, theirs - log->base);
+      if (next->delivered_us <= old)
+        return TRUE;
+    }
+  return FALSE;
+}
+
 static void
 receive_summary (NatterGroups *self,
                  Group        *g,
@@ -2216,13 +2290,7 @@ receive_summary (NatterGroups *self,
     }
 
   /* It lacks something we have: tell it, so it pulls. */
-  {
-    NatterVectorClock *local = natter_causal_buffer_dup_local_clock (g->buffer);
-
-    lacks = natter_vector_clock_compare (local, have) == NATTER_VECTOR_CLOCK_AFTER ||
-            natter_vector_clock_compare (local, have) == NATTER_VECTOR_CLOCK_CONCURRENT;
-    natter_vector_clock_free (local);
-  }
+  lacks = group_peer_lacks (g, have);
   if (lacks && now_us () - time_table_get (g->summary_sent, from) > (gint64) SUMMARY_REPLY_MS * 1000)
     group_send_summary (g, from);
   group_update_syncing (g);

@@ -645,6 +645,7 @@ typedef struct
   char             *peer_id;
   GQueue            replies;
   GHashTable       *arrivals;   /* msg ID -> gint64* (the member's monotonic µs) */
+  GCancellable     *cancel;     /* the pending read, which must not outlive the child */
   gboolean          eof;
   gboolean          stopped;
 } Child;
@@ -657,8 +658,12 @@ on_child_line (GObject      *source,
                gpointer      user_data)
 {
   Child *child = user_data;
-  char *line = g_data_input_stream_read_line_finish (G_DATA_INPUT_STREAM (source), result, NULL, NULL);
+  g_autoptr(GError) error = NULL;
+  char *line = g_data_input_stream_read_line_finish (G_DATA_INPUT_STREAM (source), result, NULL, &error);
 
+  /* Cancelled: the child is gone. */
+  if (g_error_matches (error, G_IO_ERROR, G_IO_ERROR_CANCELLED))
+    return;
   if (line == NULL)
     {
       child->eof = TRUE;
@@ -680,7 +685,7 @@ on_child_line (GObject      *source,
 static void
 child_read (Child *child)
 {
-  g_data_input_stream_read_line_async (child->out, G_PRIORITY_DEFAULT, NULL, on_child_line, child);
+  g_data_input_stream_read_line_async (child->out, G_PRIORITY_DEFAULT, child->cancel, on_child_line, child);
 }
 
 static gboolean
@@ -726,6 +731,9 @@ child_call (Child      *child,
 static void
 child_free (Child *child)
 {
+  g_cancellable_cancel (child->cancel);
+  g_clear_object (&child->cancel);
+  g_clear_object (&child->out);
   if (child->process != NULL)
     {
       g_subprocess_force_exit (child->process);
@@ -893,6 +901,7 @@ run_size_processes (NatterBenchReport *report,
       g_ptr_array_add (children, child);
       g_queue_init (&child->replies);
       child->arrivals = g_hash_table_new_full (g_str_hash, g_str_equal, g_free, g_free);
+      child->cancel = g_cancellable_new ();
       g_subprocess_launcher_set_child_setup (launcher, die_with_parent, NULL, NULL);
       child->process = g_subprocess_launcher_spawn (launcher, &error, self_exe, "groups", "--member",
                                                     dir, url, NULL);

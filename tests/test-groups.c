@@ -539,7 +539,7 @@ test_fanout (void)
   ClusterNode *sender = cluster_node (cluster, 0);
   NatterGroupsStats before, after;
   g_autoptr(GPtrArray) sent = g_ptr_array_new_with_free_func (g_free);
-  g_autoptr(NatterMessage) probe = NULL;
+  g_auto(GStrv) probe = NULL;
   guint victim = G_MAXUINT;
   guint n_steady = 30;
   Expect expect;
@@ -570,9 +570,11 @@ test_fanout (void)
                     after.own_copies - before.own_copies, after.repairs - before.repairs);
 
   /* The first child of the sender in the last tree is an interior node. */
-  probe = decode_wire (sender, cluster->group_id, g_ptr_array_index (sent, sent->len - 1));
+  probe = natter_groups_dup_tree (sender->groups, cluster->group_id, g_ptr_array_index (sent, sent->len - 1));
+  g_assert_nonnull (probe);
+  g_assert_cmpuint (g_strv_length (probe), ==, cluster->nodes->len - 1);
   for (guint i = 0; i < cluster->nodes->len; i++)
-    if (strcmp (cluster_node (cluster, i)->peer_id, probe->to[0]) == 0)
+    if (strcmp (cluster_node (cluster, i)->peer_id, probe[0]) == 0)
       victim = i;
   g_assert_cmpuint (victim, !=, G_MAXUINT);
   g_test_message ("killing interior forwarder %u mid-run", victim);

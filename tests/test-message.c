@@ -173,6 +173,9 @@ assert_messages_equal (NatterMessage *a,
   if (a->has_signature)
     g_assert_cmpmem (a->signature, sizeof a->signature, b->signature, sizeof b->signature);
   g_assert_cmpint (a->encrypted, ==, b->encrypted);
+  g_assert_true ((a->tree == NULL) == (b->tree == NULL));
+  if (a->tree != NULL)
+    g_assert_true (g_bytes_equal (a->tree, b->tree));
   if (a->encrypted)
     {
       g_assert_cmpmem (a->nonce, sizeof a->nonce, b->nonce, sizeof b->nonce);
@@ -503,6 +506,72 @@ test_tamper_each_signed_field (void)
           g_clear_error (&error);
         }
     }
+}
+
+/* A group stream message's tree: signed, carried as base64, bounded, and
+ * only in a group_message. */
+static void
+test_group_tree (void)
+{
+  static const guint8 tree[] = { 1, 2, 3, 4, 5, 6, 7, 8, 2, 0, 1 };
+  g_autoptr(NatterMessage) msg = sample_message (NATTER_MESSAGE_TYPE_GROUP_MESSAGE);
+  g_autoptr(NatterMessage) decoded = NULL;
+  g_autoptr(NatterMessage) direct = sample_message (NATTER_MESSAGE_TYPE_DIRECT_MESSAGE);
+  g_autoptr(GBytes) bytes = NULL;
+  g_autoptr(GBytes) short_bytes = NULL;
+  g_autoptr(GError) error = NULL;
+  guint8 *altered;
+  gsize len;
+
+  msg->tree = g_bytes_new_static (tree, sizeof tree);
+  g_assert_true (natter_message_sign (msg, alice, &error));
+  g_assert_no_error (error);
+  bytes = natter_message_encode (msg, &error);
+  g_assert_no_error (error);
+  {
+    g_autofree char *text = g_strndup (g_bytes_get_data (bytes, NULL), g_bytes_get_size (bytes));
+
+    g_assert_nonnull (strstr (text, "\"tree\":\"AQIDBAUGBwgCAAE=\""));
+  }
+  decoded = natter_message_decode (bytes, NATTER_MESSAGE_DECODE_VERIFY, &error);
+  g_assert_no_error (error);
+  assert_messages_equal (msg, decoded);
+
+  /* Another tree breaks the signature. */
+  altered = g_memdup2 (tree, sizeof tree);
+  altered[sizeof tree - 1] = 2;
+  g_bytes_unref (msg->tree);
+  msg->tree = g_bytes_new_take (altered, sizeof tree);
+  g_assert_false (natter_message_verify (msg, &error));
+  g_assert_error (error, NATTER_MESSAGE_ERROR, NATTER_MESSAGE_ERROR_BAD_SIGNATURE);
+  g_clear_error (&error);
+
+  /* Shorter than a roster ID. */
+  g_bytes_unref (msg->tree);
+  msg->tree = g_bytes_new_static (tree, NATTER_MESSAGE_TREE_MIN - 1);
+  g_assert_false (natter_message_validate (msg, &error));
+  g_assert_error (error, NATTER_MESSAGE_ERROR, NATTER_MESSAGE_ERROR_INVALID_BASE64);
+  g_clear_error (&error);
+
+  /* Not in other types. */
+  direct->tree = g_bytes_new_static (tree, sizeof tree);
+  g_assert_false (natter_message_validate (direct, &error));
+  g_assert_error (error, NATTER_MESSAGE_ERROR, NATTER_MESSAGE_ERROR_UNKNOWN_FIELD);
+  g_clear_error (&error);
+
+  /* Not valid base64 on the wire. */
+  len = g_bytes_get_size (bytes);
+  {
+    g_autofree char *text = g_strndup (g_bytes_get_data (bytes, NULL), len);
+    char *at = strstr (text, "AQIDBAUGBwgCAAE=");
+
+    at[0] = '*';
+    short_bytes = g_bytes_new (text, len);
+    g_clear_pointer (&decoded, natter_message_unref);
+    decoded = natter_message_decode (short_bytes, NATTER_MESSAGE_DECODE_NONE, &error);
+    g_assert_error (error, NATTER_MESSAGE_ERROR, NATTER_MESSAGE_ERROR_INVALID_BASE64);
+    g_assert_null (decoded);
+  }
 }
 
 static void
@@ -871,6 +940,7 @@ main (int   argc,
   g_test_add_func ("/message/sign/refuses", test_sign_refuses);
   g_test_add_func ("/message/sign/tamper-each-field", test_tamper_each_signed_field);
   g_test_add_func ("/message/sign/routing-fields-unsigned", test_routing_fields_unsigned);
+  g_test_add_func ("/message/group-tree", test_group_tree);
   g_test_add_func ("/message/encrypt/peer", test_encrypt_peer);
   g_test_add_func ("/message/encrypt/peer-failures", test_encrypt_peer_failures);
   g_test_add_func ("/message/encrypt/group", test_encrypt_group);

@@ -12,10 +12,12 @@
 #include <signal.h>
 #include <stdarg.h>
 #include <sys/prctl.h>
+#include <unistd.h>
 
 #include <gio/gunixinputstream.h>
 
 #include "natter-bench.h"
+#include "natter-bench-baselines.h"
 #include "natter-group-cluster.h"
 
 /* For each group size N: N members, each a NatterMessagingService with its
@@ -27,8 +29,16 @@
  * times are CLOCK_MONOTONIC, which all processes share.  Measured:
  *
  *  - reach-all: from natter_groups_send_text() on member 0 until the last
- *    of the N − 1 others has delivered the message ("message-received"),
- *    one message at a time; p50 and p99;
+ *    of the N − 1 others has delivered the message ("message-received");
+ *    p50 and p99.  With processes, member 0 sends one message every
+ *    --interval ms (250: a busy chat) by itself and the members keep their
+ *    arrival times until the series is over, so that neither the driver
+ *    nor a pipe write runs while messages travel; in one process each
+ *    message is waited for, then the interval;
+ *  - for scale, measured in the same run with the members at rest: the
+ *    loopback UDP round trip of a 1 KB datagram, and the members' own CPU;
+ *    then their CPU per message (beyond that at rest), copies received
+ *    twice and pull requests;
  *  - the sender's upload: bytes of its own stream frames that it handed to
  *    connections per message, against naive fan-out (one copy to each
  *    other member);
@@ -46,6 +56,60 @@ static void
 die_with_parent (gpointer user_data)
 {
   prctl (PR_SET_PDEATHSIG, SIGKILL);
+}
+
+/* CPU time (user + system, all threads) of process @pid so far, in ms;
+ * 0 for our own process. */
+static double
+process_cpu_ms (const char *pid)
+{
+  g_autofree char *path = g_strdup_printf ("/proc/%s/stat", pid != NULL ? pid : "self");
+  g_autofree char *text = NULL;
+  g_auto(GStrv) fields = NULL;
+  const char *after_name;
+
+  if (!g_file_get_contents (path, &text, NULL, NULL) || (after_name = strrchr (text, ')')) == NULL)
+    return 0;
+  /* After "pid (comm)": state is field 3, utime 14 and stime 15. */
+  fields = g_strsplit (after_name + 2, " ", 16);
+  if (g_strv_length (fields) < 14)
+    return 0;
+  return (g_ascii_strtod (fields[11], NULL) + g_ascii_strtod (fields[12], NULL)) * 1000.0 /
+         (double) sysconf (_SC_CLK_TCK);
+}
+
+/* The figures that give the others a scale, measured in the same run:
+ * loopback UDP round trips of a frame's size on this machine as it is
+ * loaded at that moment (the members idle), and what the members cost
+ * when no message moves. */
+typedef struct
+{
+  double udp_rtt_p50_us;
+  double udp_rtt_p99_us;
+  double idle_cpu_pct;       /* of one CPU, all members together */
+  double cpu_ms_per_msg;     /* all members together, while timed */
+} Scale;
+
+static void
+report_scale (NatterBenchReport *report,
+              guint              n,
+              const Scale       *scale)
+{
+  char key[96];
+  char label[160];
+
+  g_snprintf (key, sizeof key, "n%u_loopback_udp_rtt_p50_us", n);
+  g_snprintf (label, sizeof label, "%u members: baseline, loopback UDP round trip of 1 KB, p50 (µs)", n);
+  natter_bench_report_add (report, key, scale->udp_rtt_p50_us, label);
+  g_snprintf (key, sizeof key, "n%u_loopback_udp_rtt_p99_us", n);
+  g_snprintf (label, sizeof label, "%u members: baseline, loopback UDP round trip of 1 KB, p99 (µs)", n);
+  natter_bench_report_add (report, key, scale->udp_rtt_p99_us, label);
+  g_snprintf (key, sizeof key, "n%u_idle_cpu_pct", n);
+  g_snprintf (label, sizeof label, "%u members: CPU of all members at rest (%% of one CPU)", n);
+  natter_bench_report_add (report, key, scale->idle_cpu_pct, label);
+  g_snprintf (key, sizeof key, "n%u_cpu_ms_per_msg", n);
+  g_snprintf (label, sizeof label, "%u members: CPU of all members per message (ms)", n);
+  natter_bench_report_add (report, key, scale->cpu_ms_per_msg, label);
 }
 
 static const char *
@@ -71,6 +135,9 @@ find_rendezvous (void)
     return found = g_steal_pointer (&candidate);
   return found = g_find_program_in_path ("natter-rendezvous");
 }
+
+/* The pause between two timed messages (--interval). */
+static guint interval_ms = 250;
 
 typedef struct
 {
@@ -127,6 +194,9 @@ set_isolated (Cluster *cluster,
     }
 }
 
+static void measure_scale (Scale     *scale,
+                           GPtrArray *children);
+
 static gboolean
 run_size_in_process (NatterBenchReport *report,
           guint              n,
@@ -141,6 +211,8 @@ run_size_in_process (NatterBenchReport *report,
   ClusterNode *sender;
   double setup_start = natter_bench_now ();
   double setup_s, catch_up_ms = -1;
+  double cpu_before, timed_start;
+  Scale scale = { -1, -1, -1, -1 };
   guint64 wire_bytes = 0;
   guint reached = 0;
   char key[96];
@@ -169,6 +241,9 @@ run_size_in_process (NatterBenchReport *report,
       cluster_wait (reached_all, &wait, 10);
     }
   cluster_sleep (1.0);
+  measure_scale (&scale, NULL);
+  cpu_before = process_cpu_ms (NULL);
+  timed_start = natter_bench_now ();
 
   natter_groups_get_stats (sender->groups, &before);
   for (guint i = 0; i < n_messages; i++)
@@ -190,8 +265,12 @@ run_size_in_process (NatterBenchReport *report,
         wire_bytes += wire != NULL ? g_bytes_get_size (wire) : 0;
       }
       /* Let acknowledgements and summaries settle, as between chat lines. */
-      cluster_sleep (0.02);
+      cluster_sleep (interval_ms / 1000.0);
     }
+  scale.cpu_ms_per_msg = reached > 0
+    ? (process_cpu_ms (NULL) - cpu_before -
+       scale.idle_cpu_pct / 100.0 * (natter_bench_now () - timed_start) * 1000.0) / reached
+    : -1;
   natter_groups_get_stats (sender->groups, &after);
 
   /* Catch-up. */
@@ -221,6 +300,7 @@ run_size_in_process (NatterBenchReport *report,
         catch_up_ms = (natter_bench_now () - start) * 1000.0;
     }
 
+  report_scale (report, n, &scale);
   g_snprintf (key, sizeof key, "n%u_setup_s", n);
   g_snprintf (label, sizeof label, "%u members: befriend, create, full mesh (s)", n);
   natter_bench_report_add (report, key, setup_s, label);
@@ -270,6 +350,13 @@ typedef struct
   GMainLoop              *loop;
   gboolean                started;
   GError                 *error;
+  gboolean                quiet;       /* arrivals kept, not printed */
+  GString                *arrivals;    /* " ID:µs" each, while quiet */
+  /* A timed series, sent by the member itself. */
+  char                   *series_group;
+  guint                   series_left;
+  guint                   series_index;
+  GString                *series_sent; /* " ID:µs" each */
 } Member;
 
 static void
@@ -294,7 +381,34 @@ on_member_message (NatterGroups       *groups,
                    NatterGroupMessage *message,
                    Member             *member)
 {
-  say ("recv %s %" G_GINT64_FORMAT, message->msg_id, g_get_monotonic_time ());
+  gint64 now = g_get_monotonic_time ();
+
+  if (member->quiet)
+    g_string_append_printf (member->arrivals, " %s:%" G_GINT64_FORMAT, message->msg_id, now);
+  else
+    say ("recv %s %" G_GINT64_FORMAT, message->msg_id, now);
+}
+
+/* One message of a series; the next follows after the interval, whether
+ * or not this one has reached everyone (as in a chat). */
+static gboolean
+on_series_tick (gpointer user_data)
+{
+  Member *member = user_data;
+  NatterGroups *groups = natter_messaging_service_get_groups (member->service);
+  g_autofree char *text = g_strdup_printf ("message %u of the benchmark, about as long as a chat line",
+                                           member->series_index++);
+  gint64 start = g_get_monotonic_time ();
+  g_autofree char *id = natter_groups_send_text (groups, member->series_group, text, NULL);
+
+  if (id != NULL)
+    g_string_append_printf (member->series_sent, " %s:%" G_GINT64_FORMAT, id, start);
+  if (--member->series_left > 0)
+    return G_SOURCE_CONTINUE;
+  say ("series%s", member->series_sent->str);
+  g_string_truncate (member->series_sent, 0);
+  g_clear_pointer (&member->series_group, g_free);
+  return G_SOURCE_REMOVE;
 }
 
 static void
@@ -384,12 +498,34 @@ member_command (Member *member,
         say ("sent %s %" G_GINT64_FORMAT, id, start);
       return;
     }
+  if (g_str_equal (words[0], "series") && n == 4 && member->series_group == NULL)
+    {
+      /* series GROUP COUNT INTERVAL_MS: answered with "series ID:µs…" when
+       * the last one is sent. */
+      member->series_group = g_strdup (words[1]);
+      member->series_left = MAX (1, (guint) g_ascii_strtoull (words[2], NULL, 10));
+      g_timeout_add (MAX (1, (guint) g_ascii_strtoull (words[3], NULL, 10)), on_series_tick, member);
+      return;
+    }
+  if (g_str_equal (words[0], "quiet") && n == 2)
+    {
+      member->quiet = g_str_equal (words[1], "1");
+      say ("ok");
+      return;
+    }
+  if (g_str_equal (words[0], "arrivals") && n == 1)
+    {
+      say ("arrivals%s", member->arrivals->str);
+      g_string_truncate (member->arrivals, 0);
+      return;
+    }
   if (g_str_equal (words[0], "stats") && n == 1)
     {
       NatterGroupsStats stats;
 
       natter_groups_get_stats (groups, &stats);
-      say ("stats %" G_GUINT64_FORMAT " %" G_GUINT64_FORMAT, stats.own_copies, stats.own_bytes);
+      say ("stats %" G_GUINT64_FORMAT " %" G_GUINT64_FORMAT " %" G_GUINT64_FORMAT " %" G_GUINT64_FORMAT,
+           stats.own_copies, stats.own_bytes, stats.duplicates, stats.pulls_sent);
       return;
     }
   if (g_str_equal (words[0], "wire") && n == 3)
@@ -466,6 +602,8 @@ run_member (const char *dir,
   Member member = { 0 };
 
   member.loop = g_main_loop_new (NULL, FALSE);
+  member.arrivals = g_string_new (NULL);
+  member.series_sent = g_string_new (NULL);
   member.profile = natter_profile_open (dir, NULL, &error);
   if (member.profile == NULL)
     {
@@ -491,6 +629,9 @@ run_member (const char *dir,
   g_object_unref (member.service);
   g_object_unref (member.profile);
   g_main_loop_unref (member.loop);
+  g_string_free (member.arrivals, TRUE);
+  g_string_free (member.series_sent, TRUE);
+  g_free (member.series_group);
   return 0;
 }
 
@@ -504,6 +645,7 @@ typedef struct
   char             *peer_id;
   GQueue            replies;
   GHashTable       *arrivals;   /* msg ID -> gint64* (the member's monotonic µs) */
+  GCancellable     *cancel;     /* the pending read, which must not outlive the child */
   gboolean          eof;
   gboolean          stopped;
 } Child;
@@ -516,8 +658,12 @@ on_child_line (GObject      *source,
                gpointer      user_data)
 {
   Child *child = user_data;
-  char *line = g_data_input_stream_read_line_finish (G_DATA_INPUT_STREAM (source), result, NULL, NULL);
+  g_autoptr(GError) error = NULL;
+  char *line = g_data_input_stream_read_line_finish (G_DATA_INPUT_STREAM (source), result, NULL, &error);
 
+  /* Cancelled: the child is gone. */
+  if (g_error_matches (error, G_IO_ERROR, G_IO_ERROR_CANCELLED))
+    return;
   if (line == NULL)
     {
       child->eof = TRUE;
@@ -539,7 +685,7 @@ on_child_line (GObject      *source,
 static void
 child_read (Child *child)
 {
-  g_data_input_stream_read_line_async (child->out, G_PRIORITY_DEFAULT, NULL, on_child_line, child);
+  g_data_input_stream_read_line_async (child->out, G_PRIORITY_DEFAULT, child->cancel, on_child_line, child);
 }
 
 static gboolean
@@ -549,6 +695,8 @@ child_has_reply (gpointer data)
 
   return child->replies.length > 0 || child->eof;
 }
+
+static double call_timeout_s = 60;
 
 /* Sends one command and waits for its one-line answer. */
 static char *
@@ -575,7 +723,7 @@ child_call (Child      *child,
     if (!g_output_stream_write_all (child->in, with_newline, strlen (with_newline), NULL, NULL, NULL))
       return NULL;
   }
-  if (!cluster_wait (child_has_reply, child, 60))
+  if (!cluster_wait (child_has_reply, child, call_timeout_s))
     return NULL;
   return g_queue_pop_head (&child->replies);
 }
@@ -583,6 +731,9 @@ child_call (Child      *child,
 static void
 child_free (Child *child)
 {
+  g_cancellable_cancel (child->cancel);
+  g_clear_object (&child->cancel);
+  g_clear_object (&child->out);
   if (child->process != NULL)
     {
       g_subprocess_force_exit (child->process);
@@ -639,6 +790,60 @@ has_arrivals (gpointer data)
   return g_hash_table_size (wait->child->arrivals) >= wait->count || wait->child->eof;
 }
 
+static double
+children_cpu_ms (GPtrArray *children)
+{
+  double total = 0;
+
+  for (guint i = 0; i < children->len; i++)
+    {
+      Child *child = g_ptr_array_index (children, i);
+      const char *pid = child->process != NULL && !child->stopped
+                        ? g_subprocess_get_identifier (child->process) : NULL;
+
+      if (pid != NULL)
+        total += process_cpu_ms (pid);
+    }
+  return total;
+}
+
+/* Redundant work of all members so far: copies of messages they already
+ * had, and pull requests. */
+static void
+children_redundancy (GPtrArray *children,
+                     guint64   *duplicates,
+                     guint64   *pulls)
+{
+  *duplicates = *pulls = 0;
+  for (guint i = 0; i < children->len; i++)
+    {
+      g_autofree char *stats = child_call (g_ptr_array_index (children, i), "stats");
+      guint64 copies, bytes, d, p;
+
+      if (stats != NULL && sscanf (stats, "stats %" G_GUINT64_FORMAT " %" G_GUINT64_FORMAT " %" G_GUINT64_FORMAT
+                                   " %" G_GUINT64_FORMAT, &copies, &bytes, &d, &p) == 4)
+        {
+          *duplicates += d;
+          *pulls += p;
+        }
+    }
+}
+
+/* With the members at rest: their CPU over two seconds, then the loopback
+ * baseline. */
+static void
+measure_scale (Scale     *scale,
+               GPtrArray *children)
+{
+  double cpu = children != NULL ? children_cpu_ms (children) : process_cpu_ms (NULL);
+  double start = natter_bench_now ();
+
+  cluster_sleep (2.0);
+  scale->idle_cpu_pct = ((children != NULL ? children_cpu_ms (children) : process_cpu_ms (NULL)) - cpu) /
+                        ((natter_bench_now () - start) * 1000.0) * 100.0;
+  scale->udp_rtt_p50_us = natter_bench_baseline_udp_rtt_us (1000, 1000, &scale->udp_rtt_p99_us);
+}
+
 static gboolean
 run_size_processes (NatterBenchReport *report,
                     guint              n,
@@ -656,6 +861,10 @@ run_size_processes (NatterBenchReport *report,
   g_autofree double *reach = g_new0 (double, n_messages);
   double setup_start = natter_bench_now ();
   double setup_s, catch_up_ms = -1;
+  double cpu_before = 0, timed_start = 0;
+  g_autofree char *series = NULL;
+  guint64 duplicates_before = 0, pulls_before = 0, duplicates_after = 0, pulls_after = 0;
+  Scale scale = { -1, -1, -1, -1 };
   guint64 copies_before = 0, bytes_before = 0, copies_after = 0, bytes_after = 0;
   guint64 wire_bytes = 0;
   guint reached = 0;
@@ -692,6 +901,7 @@ run_size_processes (NatterBenchReport *report,
       g_ptr_array_add (children, child);
       g_queue_init (&child->replies);
       child->arrivals = g_hash_table_new_full (g_str_hash, g_str_equal, g_free, g_free);
+      child->cancel = g_cancellable_new ();
       g_subprocess_launcher_set_child_setup (launcher, die_with_parent, NULL, NULL);
       child->process = g_subprocess_launcher_spawn (launcher, &error, self_exe, "groups", "--member",
                                                     dir, url, NULL);
@@ -781,48 +991,105 @@ run_size_processes (NatterBenchReport *report,
   }
   setup_s = natter_bench_now () - setup_start;
 
-  for (guint i = 0; i < 5 + n_messages; i++)
+  /* Warm-up: five messages, each waited for; round-trip samples for the
+   * tree come in meanwhile. */
+  for (guint i = 0; i < 5; i++)
     {
-      g_autofree char *reply = NULL;
+      g_autofree char *reply = child_call (hub, "send %s warm-up-%u", group, i);
       g_auto(GStrv) words = NULL;
       ChildReach wait = { children, NULL, 0 };
-      gint64 start, last = 0;
 
-      if (i == 5)
-        {
-          /* After the warm-up: round-trip samples are in. */
-          g_autofree char *stats = NULL;
-
-          cluster_sleep (1.0);
-          stats = child_call (hub, "stats");
-          if (stats == NULL || sscanf (stats, "stats %" G_GUINT64_FORMAT " %" G_GUINT64_FORMAT,
-                                       &copies_before, &bytes_before) != 2)
-            goto out;
-        }
-      reply = child_call (hub, "send %s message-%u-of-the-benchmark-about-as-long-as-a-chat-line", group, i);
       if (reply == NULL || !g_str_has_prefix (reply, "sent "))
         continue;
       words = g_strsplit (reply, " ", 3);
-      start = g_ascii_strtoll (words[2], NULL, 10);
       wait.msg_id = words[1];
-      if (!cluster_wait (children_reached, &wait, 10) || i < 5)
-        continue;
-      for (guint j = 1; j < n; j++)
-        last = MAX (last, *(gint64 *) g_hash_table_lookup (((Child *) g_ptr_array_index (children, j))->arrivals,
-                                                          words[1]));
-      reach[reached++] = (last - start) / 1000.0;
-      {
-        g_autofree char *wire = child_call (hub, "wire %s %s", group, words[1]);
-
-        wire_bytes += wire != NULL ? g_ascii_strtoull (wire + 5, NULL, 10) : 0;
-      }
-      cluster_sleep (0.02);
+      cluster_wait (children_reached, &wait, 10);
     }
+  cluster_sleep (1.0);
   {
     g_autofree char *stats = child_call (hub, "stats");
 
     if (stats == NULL || sscanf (stats, "stats %" G_GUINT64_FORMAT " %" G_GUINT64_FORMAT,
-                                 &copies_after, &bytes_after) != 2)
+                                 &copies_before, &bytes_before) < 2)
+      goto out;
+  }
+  measure_scale (&scale, children);
+  children_redundancy (children, &duplicates_before, &pulls_before);
+  for (guint j = 0; j < n; j++)
+    g_free (child_call (g_ptr_array_index (children, j), "quiet 1"));
+
+  /* The timed series: the sender sends one message every interval by
+   * itself, and the members keep their arrival times until asked, so
+   * that nothing of the benchmark's own runs while messages travel. */
+  cpu_before = children_cpu_ms (children);
+  timed_start = natter_bench_now ();
+  call_timeout_s = n_messages * (interval_ms / 1000.0) + 60;
+  series = child_call (hub, "series %s %u %u", group, n_messages, MAX (interval_ms, 1));
+  call_timeout_s = 60;
+  if (series == NULL || !g_str_has_prefix (series, "series"))
+    goto out;
+  /* The last ones, acknowledgements and summaries settle. */
+  cluster_sleep (2.0);
+  scale.cpu_ms_per_msg = (children_cpu_ms (children) - cpu_before -
+                          scale.idle_cpu_pct / 100.0 * (natter_bench_now () - timed_start) * 1000.0) / n_messages;
+  children_redundancy (children, &duplicates_after, &pulls_after);
+  for (guint j = 1; j < n; j++)
+    {
+      Child *child = g_ptr_array_index (children, j);
+      g_autofree char *arrivals = child_call (child, "arrivals");
+      g_auto(GStrv) items = arrivals != NULL ? g_strsplit (arrivals, " ", -1) : NULL;
+
+      for (guint k = 1; items != NULL && items[k] != NULL; k++)
+        {
+          char *colon = strchr (items[k], ':');
+          gint64 at;
+
+          if (colon == NULL)
+            continue;
+          *colon = '\0';
+          at = g_ascii_strtoll (colon + 1, NULL, 10);
+          g_hash_table_insert (child->arrivals, g_strdup (items[k]), g_memdup2 (&at, sizeof at));
+        }
+    }
+  for (guint j = 0; j < n; j++)
+    g_free (child_call (g_ptr_array_index (children, j), "quiet 0"));
+  {
+    g_auto(GStrv) items = g_strsplit (series, " ", -1);
+
+    for (guint i = 1; items[i] != NULL; i++)
+      {
+        char *colon = strchr (items[i], ':');
+        gint64 start, last = 0;
+        gboolean all = TRUE;
+
+        if (colon == NULL)
+          continue;
+        *colon = '\0';
+        start = g_ascii_strtoll (colon + 1, NULL, 10);
+        for (guint j = 1; j < n && all; j++)
+          {
+            gint64 *at = g_hash_table_lookup (((Child *) g_ptr_array_index (children, j))->arrivals, items[i]);
+
+            if (at == NULL)
+              all = FALSE;
+            else
+              last = MAX (last, *at);
+          }
+        if (!all)
+          continue;
+        reach[reached++] = (last - start) / 1000.0;
+        {
+          g_autofree char *wire = child_call (hub, "wire %s %s", group, items[i]);
+
+          wire_bytes += wire != NULL ? g_ascii_strtoull (wire + 5, NULL, 10) : 0;
+        }
+      }
+  }
+  {
+    g_autofree char *stats = child_call (hub, "stats");
+
+    if (stats == NULL || sscanf (stats, "stats %" G_GUINT64_FORMAT " %" G_GUINT64_FORMAT,
+                                 &copies_after, &bytes_after) < 2)
       goto out;
   }
 
@@ -890,6 +1157,13 @@ out:
   if (!ok)
     return FALSE;
 
+  report_scale (report, n, &scale);
+  g_snprintf (key, sizeof key, "n%u_duplicates_per_msg", n);
+  g_snprintf (label, sizeof label, "%u members: copies received again, all members, per message", n);
+  natter_bench_report_add (report, key, (double) (duplicates_after - duplicates_before) / n_messages, label);
+  g_snprintf (key, sizeof key, "n%u_pulls_per_msg", n);
+  g_snprintf (label, sizeof label, "%u members: pull requests, all members, per message", n);
+  natter_bench_report_add (report, key, (double) (pulls_after - pulls_before) / n_messages, label);
   g_snprintf (key, sizeof key, "n%u_setup_s", n);
   g_snprintf (label, sizeof label, "%u members: befriend, create, full mesh (s)", n);
   natter_bench_report_add (report, key, setup_s, label);
@@ -932,8 +1206,9 @@ static void
 usage (void)
 {
   fprintf (stderr,
-           "Usage: natter-bench groups [--members N[,N…]] [--fanout K] [--messages M] [--catch-up C] [--in-process]\n"
-           "Defaults: --members 8,16,32 --fanout 3 --messages 200 --catch-up 500.\n"
+           "Usage: natter-bench groups [--members N[,N…]] [--fanout K] [--messages M] [--interval MS]\n"
+           "                          [--catch-up C] [--in-process]\n"
+           "Defaults: --members 8,16,32 --fanout 3 --messages 200 --interval 250 --catch-up 500.\n"
            "Environment: NATTER_RENDEZVOUS, the natter-rendezvous to start.\n");
 }
 
@@ -969,6 +1244,8 @@ natter_bench_groups (int      argc,
         fanout = (guint) g_ascii_strtoull (argv[++i], NULL, 10);
       else if (g_str_equal (argv[i], "--messages") && i + 1 < argc)
         n_messages = (guint) g_ascii_strtoull (argv[++i], NULL, 10);
+      else if (g_str_equal (argv[i], "--interval") && i + 1 < argc)
+        interval_ms = (guint) g_ascii_strtoull (argv[++i], NULL, 10);
       else if (g_str_equal (argv[i], "--catch-up") && i + 1 < argc)
         n_catch_up = (guint) g_ascii_strtoull (argv[++i], NULL, 10);
       else
@@ -979,6 +1256,7 @@ natter_bench_groups (int      argc,
     }
   fanout = CLAMP (fanout, 1, NATTER_GROUPS_MAX_FANOUT);
   n_messages = CLAMP (n_messages, 10, 100000);
+  interval_ms = MIN (interval_ms, 10000);
 
   g_setenv ("NATTER_INTERFACES", "lo", TRUE);
   if (g_getenv ("GSETTINGS_BACKEND") == NULL)
@@ -991,6 +1269,7 @@ natter_bench_groups (int      argc,
 
   natter_bench_report_add (report, "fanout", fanout, "fan-out limit per node");
   natter_bench_report_add (report, "messages", n_messages, "messages timed per size");
+  natter_bench_report_add (report, "interval_ms", interval_ms, "pause between two timed messages (ms)");
   natter_bench_report_add_text (report, "members_are", in_process ? "services in one process" : "processes",
                                 "each member is one of");
   for (guint i = 0; sizes[i] != NULL; i++)

@@ -1108,7 +1108,7 @@ natter_message_validate_content (NatterMessageType   type,
 static const char * const top_level_fields[] = {
   "id", "type", "version", "from", "to", "route", "hops", "group", "content",
   "timestamp", "sequence", "vectorClock", "requiresAck", "ttl", "retryCount",
-  "signature", "encrypted", NULL
+  "signature", "encrypted", "tree", NULL
 };
 
 static gboolean
@@ -1322,6 +1322,21 @@ natter_message_fill_from_object (NatterMessage  *self,
       self->content = json_object_ref (content);
     }
 
+  /* A group stream message's distribution tree (natter-groups.c checks
+   * what the bytes mean against the group). */
+  if (!get_string (object, NULL, "tree", FALSE, &str, error))
+    return FALSE;
+  if (str != NULL)
+    {
+      if (self->type != NATTER_MESSAGE_TYPE_GROUP_MESSAGE)
+        return field_error (error, NATTER_MESSAGE_ERROR_UNKNOWN_FIELD, NULL, "tree",
+                            "only in a group_message");
+      g_clear_pointer (&self->tree, g_bytes_unref);
+      if (!check_base64 (str, NULL, "tree", NATTER_MESSAGE_TREE_MIN, NATTER_MESSAGE_TREE_MAX,
+                         &self->tree, error))
+        return FALSE;
+    }
+
   if (!get_string (object, NULL, "signature", FALSE, &str, error))
     return FALSE;
   if (str != NULL)
@@ -1459,6 +1474,14 @@ natter_message_to_json_object (NatterMessage *self,
         }
     }
   json_object_set_boolean_member (object, "encrypted", self->encrypted);
+  if (self->tree != NULL)
+    {
+      gsize len;
+      const guint8 *data = g_bytes_get_data (self->tree, &len);
+      g_autofree char *tree = base64_encode (data, len);
+
+      json_object_set_string_member (object, "tree", tree);
+    }
 
   return object;
 }

@@ -238,6 +238,7 @@ natter_message_unref (NatterMessage *self)
   g_clear_pointer (&self->vector_clock, g_hash_table_unref);
   g_clear_pointer (&self->ciphertext, g_bytes_unref);
   g_free (self->key_id);
+  g_clear_pointer (&self->tree, g_bytes_unref);
   g_free (self);
 }
 
@@ -304,6 +305,8 @@ natter_message_copy (NatterMessage *self)
   if (self->ciphertext != NULL)
     copy->ciphertext = g_bytes_ref (self->ciphertext);  /* immutable */
   copy->key_id = g_strdup (self->key_id);
+  if (self->tree != NULL)
+    copy->tree = g_bytes_ref (self->tree);  /* immutable */
 
   return copy;
 }

@@ -24,6 +24,9 @@ G_BEGIN_DECLS
 #define NATTER_MESSAGE_MAX_RETRY_COUNT    1000
 #define NATTER_MESSAGE_MAX_CLOCK_ENTRIES  256
 #define NATTER_MESSAGE_MAX_INTEGER        G_GINT64_CONSTANT (9007199254740992)  /* 2^53 */
+/* "tree": an 8-byte roster ID and one byte per other member. */
+#define NATTER_MESSAGE_TREE_MIN           8
+#define NATTER_MESSAGE_TREE_MAX           (8 + 255)
 #define NATTER_MESSAGE_MAX_TTL            G_GINT64_CONSTANT (2592000000)        /* 30 days, ms */
 #define NATTER_MESSAGE_NONCE_LEN          24
 #define NATTER_MESSAGE_GROUP_KEY_LEN      32
@@ -126,6 +129,10 @@ struct _NatterMessage
   guint8             nonce[NATTER_MESSAGE_NONCE_LEN];
   GBytes            *ciphertext;     /* AEAD output, tag included */
   char              *key_id;         /* group key ID, or NULL */
+
+  /* A group stream message's distribution tree, or NULL: a roster ID
+   * and member indices (protocol.md, section 7); signed, not encrypted. */
+  GBytes            *tree;
 
   /*< private >*/
   gatomicrefcount    ref_count;

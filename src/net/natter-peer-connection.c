@@ -33,10 +33,14 @@
 
 #define KEEPALIVE_PPID   0x4e4b0001u  /* "NK" keepalive on the control stream */
 #define DATA_PPID        0x4e4b0002u
-#define TICK_MS          250
+/* Keepalives, the silence timeout and the safety nets run once a second,
+ * in one wake-up for every connection of the process (a seconds timeout
+ * is coalesced): with 31 connections a 250 ms tick each was 124 wake-ups
+ * a second of an idle transport thread, each polling every socket. */
+#define TICK_S           1
 #define DEFAULT_LOW_WATER (256 * 1024)
 /* Received datagrams up to this size skip an idle crypto worker. */
-#define INLINE_MAX       512
+#define INLINE_MAX       1024
 /* Sealed datagrams the worker sends with one call, at most. */
 #define SEAL_BATCH_MAX   32
 
@@ -85,6 +89,7 @@ struct _Inner
   gssize low_threshold;                 /* atomic */
   gssize undelivered;                   /* received, not yet emitted on the main side (atomic) */
   gint receive_paused;                  /* atomic: SCTP reading paused for the main side */
+  gint waiting_low;                     /* atomic: the main side waits for the low-water mark */
   GMutex lock;
   NatterPeerConnectionStats stats;
   NatterIcePairInfo pair;
@@ -1105,14 +1110,16 @@ on_tick (gpointer data)
 
   /* Safety nets for the two hand-offs between threads, which can race:
    * reading resumes if the main side drained while the pause was being
-   * set, and a sender waiting for the low-water mark is told again. */
+   * set, and a sender waiting for the low-water mark is told again (only
+   * one that waits: an idle connection does not wake the main side). */
   if (g_atomic_int_get (&inner->receive_paused) &&
       g_atomic_pointer_get (&inner->undelivered) <= RECEIVE_LOW_MARK)
     {
       g_atomic_int_set (&inner->receive_paused, FALSE);
       natter_sctp_association_set_receive_paused (inner->sctp, FALSE);
     }
-  if (g_atomic_pointer_get (&inner->queued_bytes) + g_atomic_pointer_get (&inner->sctp_buffered) <=
+  if (g_atomic_int_get (&inner->waiting_low) &&
+      g_atomic_pointer_get (&inner->queued_bytes) + g_atomic_pointer_get (&inner->sctp_buffered) <=
       g_atomic_pointer_get (&inner->low_threshold))
     {
       Event *event = g_new0 (Event, 1);
@@ -1150,7 +1157,7 @@ inner_do_start (gpointer data)
   text = g_strdup_printf ("ice-credentials %s %s", ufrag, pwd);
   post_signal (inner, text);
 
-  inner->tick = g_timeout_source_new (TICK_MS);
+  inner->tick = g_timeout_source_new_seconds (TICK_S);
   g_source_set_static_name (inner->tick, "[natter] peer connection tick");
   g_source_set_callback (inner->tick, on_tick, inner_ref (inner), inner_unref);
   g_source_attach (inner->tick, natter_transport_get_context (inner->transport));
@@ -1353,6 +1360,8 @@ outer_check_low_water (NatterPeerConnection *self)
   if (self->above_threshold && buffered <= self->threshold)
     {
       self->above_threshold = FALSE;
+      if (self->inner != NULL)
+        g_atomic_int_set (&self->inner->waiting_low, FALSE);
       g_signal_emit (self, signals[SIGNAL_BUFFERED_AMOUNT_LOW], 0);
     }
 }
@@ -1677,7 +1686,10 @@ natter_peer_connection_send (NatterPeerConnection  *self,
 
   g_atomic_pointer_add (&self->inner->queued_bytes, (gssize) len);
   if (natter_peer_connection_get_buffered_amount (self) > self->threshold)
-    self->above_threshold = TRUE;
+    {
+      self->above_threshold = TRUE;
+      g_atomic_int_set (&self->inner->waiting_low, TRUE);
+    }
 
   op = g_new0 (SendOp, 1);
   op->inner = inner_ref (self->inner);

@@ -55,6 +55,8 @@
 #define SUMMARY_REPLY_MS      300
 #define PULL_TIMEOUT_MS       3000
 #define PULL_MAX              256
+#define PULL_GRACE_MS         500     /* a small gap may still be on its way down the tree */
+#define PULL_AT_ONCE          64      /* a larger gap is pulled at once */
 #define KEY_WAIT_MS           10000
 #define KEY_REQUEST_EVERY_MS  1000
 #define WELCOME_EVERY_MS      2000
@@ -70,6 +72,9 @@
 #define SAVE_DELAY_MS         50      /* changes are written in batches */
 #define MAX_STATE_BYTES       (4 * 1024 * 1024)
 #define MAX_EVER              4096
+#define ROSTER_ID_LEN         8
+#define MAX_ROSTERS           8       /* member lists a tree may refer to */
+#define ROSTER_ID_CONTEXT     "natter-group-roster-v1"
 
 /* {{{ Boxed types */
 
@@ -150,6 +155,7 @@ typedef struct
   guint64     clock_sum;
   JsonObject *content;       /* decrypted, or NULL when unreadable */
   gint64      since_us;      /* parked for its key since */
+  gint64      delivered_us;
   gboolean    delivered;
   gboolean    shown;         /* in the history */
   char       *kind;
@@ -195,6 +201,10 @@ struct _Group
   GHashTable        *unverified_keys; /* key ID -> GBytes: arrived before their operation */
   char              *key_id;
   gboolean           removed;
+  GHashTable        *rosters;       /* roster ID (guint64 *) -> GPtrArray of char *, sorted */
+  GQueue             roster_order;  /* the keys of rosters, least recently current first */
+  gboolean           roster_stale;  /* members changed since roster_id */
+  guint64            roster_id;
 
   NatterCausalBuffer *buffer;
   GHashTable        *ids;           /* msg ID -> Entry (held, parked or delivered) */
@@ -207,6 +217,7 @@ struct _Group
   GHashTable        *known_read;    /* peer -> NatterVectorClock: what it read */
   NatterVectorClock *my_read;
   GHashTable        *pulls;         /* author -> Pull */
+  GHashTable        *gaps;          /* author -> Pull: a small gap seen, pulled from deadline_us on */
   GHashTable        *owe_summary;   /* peers to send a summary soon: set */
   GHashTable        *acks;          /* parent -> GPtrArray of msg IDs to acknowledge */
   GHashTable        *summary_sent;  /* peer -> gint64* last summary time (us) */
@@ -353,6 +364,8 @@ group_free (Group *g)
   g_free (g->name);
   g_free (g->admin);
   g_ptr_array_unref (g->members);
+  g_queue_clear (&g->roster_order);
+  g_hash_table_unref (g->rosters);
   g_hash_table_unref (g->ever);
   g_hash_table_unref (g->keys);
   g_hash_table_unref (g->key_hashes);
@@ -371,6 +384,7 @@ group_free (Group *g)
   g_hash_table_unref (g->known_read);
   natter_vector_clock_free (g->my_read);
   g_hash_table_unref (g->pulls);
+  g_hash_table_unref (g->gaps);
   g_hash_table_unref (g->owe_summary);
   g_hash_table_unref (g->acks);
   g_hash_table_unref (g->summary_sent);
@@ -408,6 +422,7 @@ group_add_member (Group      *g,
   g_ptr_array_sort (g->members, compare_strings);
   g_hash_table_add (g->ever, g_strdup (peer));
   g->members_dirty = TRUE;
+  g->roster_stale = TRUE;
 }
 
 static void
@@ -419,6 +434,7 @@ group_remove_member (Group      *g,
       {
         g_ptr_array_remove_index (g->members, i);
         g->members_dirty = TRUE;
+        g->roster_stale = TRUE;
         return;
       }
 }
@@ -846,6 +862,151 @@ tree_index_of (GStrv       to,
   return G_MAXUINT;
 }
 
+/* The roster of a tree is the sorted member list its author had; frames
+ * name it by an ID and the nodes by their index in it, a byte each.  The
+ * last MAX_ROSTERS member lists are kept, so that a frame sent just
+ * before or after a membership change still finds its tree. */
+static guint64
+roster_compute_id (Group *g)
+{
+  crypto_generichash_state state;
+  guint8 out[crypto_generichash_BYTES_MIN];
+  guint64 id;
+
+  crypto_generichash_init (&state, (const guint8 *) ROSTER_ID_CONTEXT, strlen (ROSTER_ID_CONTEXT),
+                           sizeof out);
+  crypto_generichash_update (&state, (const guint8 *) g->id, strlen (g->id) + 1);
+  for (guint i = 0; i < g->members->len; i++)
+    {
+      const char *member = g_ptr_array_index (g->members, i);
+
+      crypto_generichash_update (&state, (const guint8 *) member, strlen (member) + 1);
+    }
+  crypto_generichash_final (&state, out, sizeof out);
+  G_STATIC_ASSERT (sizeof id == ROSTER_ID_LEN);
+  memcpy (&id, out, sizeof id);
+  return id;
+}
+
+/* The ID of the current member list, which is kept among the rosters. */
+static guint64
+group_roster_id (Group *g)
+{
+  guint64 *key;
+
+  if (!g->roster_stale)
+    return g->roster_id;
+  g->roster_id = roster_compute_id (g);
+  g->roster_stale = FALSE;
+  if (g_hash_table_lookup_extended (g->rosters, &g->roster_id, (gpointer *) &key, NULL))
+    {
+      g_queue_remove (&g->roster_order, key);
+      g_queue_push_tail (&g->roster_order, key);
+      return g->roster_id;
+    }
+  {
+    GPtrArray *roster = g_ptr_array_new_full (g->members->len, g_free);
+
+    for (guint i = 0; i < g->members->len; i++)
+      g_ptr_array_add (roster, g_strdup (g_ptr_array_index (g->members, i)));
+    key = g_memdup2 (&g->roster_id, sizeof g->roster_id);
+    g_hash_table_insert (g->rosters, key, roster);
+    g_queue_push_tail (&g->roster_order, key);
+  }
+  while (g->roster_order.length > MAX_ROSTERS)
+    g_hash_table_remove (g->rosters, g_queue_pop_head (&g->roster_order));
+  return g->roster_id;
+}
+
+static guint
+roster_index_of (GPtrArray  *roster,
+                 const char *peer)
+{
+  guint low = 0, high = roster->len;
+
+  while (low < high)
+    {
+      guint mid = low + (high - low) / 2;
+      int cmp = strcmp (g_ptr_array_index (roster, mid), peer);
+
+      if (cmp == 0)
+        return mid;
+      if (cmp < 0)
+        low = mid + 1;
+      else
+        high = mid;
+    }
+  return G_MAXUINT;
+}
+
+/* @to (the other members in tree order) as it goes on the wire. */
+static GBytes *
+tree_encode (Group *g,
+             GStrv  to)
+{
+  guint64 id = group_roster_id (g);
+  GByteArray *tree = g_byte_array_sized_new (ROSTER_ID_LEN + g_strv_length (to));
+
+  g_byte_array_append (tree, (const guint8 *) &id, ROSTER_ID_LEN);
+  for (guint i = 0; to[i] != NULL; i++)
+    {
+      guint index = roster_index_of (g->members, to[i]);
+      guint8 byte = (guint8) index;
+
+      g_assert (index < NATTER_GROUPS_MAX_MEMBERS);
+      g_byte_array_append (tree, &byte, 1);
+    }
+  return g_byte_array_free_to_bytes (tree);
+}
+
+typedef enum
+{
+  TREE_INVALID,
+  TREE_UNKNOWN,     /* a member list we do not have (any more, or yet) */
+  TREE_OK,
+} TreeResult;
+
+/* The other members of @message's tree, in tree order.  The indices come
+ * from the network: a permutation of the roster without the author, or
+ * the frame is refused. */
+static TreeResult
+tree_decode (Group          *g,
+             NatterMessage  *message,
+             GStrv          *out_to)
+{
+  gsize len;
+  const guint8 *data = message->tree != NULL ? g_bytes_get_data (message->tree, &len) : NULL;
+  guint8 seen[NATTER_GROUPS_MAX_MEMBERS] = { 0 };
+  GPtrArray *roster;
+  GStrvBuilder *builder;
+  guint64 id;
+  guint author;
+
+  if (data == NULL || len < ROSTER_ID_LEN || len - ROSTER_ID_LEN >= NATTER_GROUPS_MAX_MEMBERS)
+    return TREE_INVALID;
+  group_roster_id (g);
+  memcpy (&id, data, sizeof id);
+  roster = g_hash_table_lookup (g->rosters, &id);
+  if (roster == NULL)
+    return TREE_UNKNOWN;
+  author = roster_index_of (roster, message->from);
+  if (author == G_MAXUINT || len - ROSTER_ID_LEN != roster->len - 1)
+    return TREE_INVALID;
+  seen[author] = 1;
+  for (gsize i = ROSTER_ID_LEN; i < len; i++)
+    {
+      if (data[i] >= roster->len || seen[data[i]])
+        return TREE_INVALID;
+      seen[data[i]] = 1;
+    }
+  builder = g_strv_builder_new ();
+  for (gsize i = ROSTER_ID_LEN; i < len; i++)
+    g_strv_builder_add (builder, g_ptr_array_index (roster, data[i]));
+  *out_to = g_strv_builder_end (builder);
+  g_strv_builder_unref (builder);
+  return TREE_OK;
+}
+
 /* Sends to node @index, or, when it cannot be reached, to its children in
  * its place. */
 static void
@@ -1114,6 +1275,10 @@ group_new (NatterGroups *self,
   g->admin = g_strdup (admin);
   g->fanout = CLAMP (fanout, 1, NATTER_GROUPS_MAX_FANOUT);
   g->members = g_ptr_array_new_with_free_func (g_free);
+  g->rosters = g_hash_table_new_full (g_int64_hash, g_int64_equal, g_free,
+                                      (GDestroyNotify) g_ptr_array_unref);
+  g_queue_init (&g->roster_order);
+  g->roster_stale = TRUE;
   g->ever = str_set_new ();
   g->keys = g_hash_table_new_full (g_str_hash, g_str_equal, g_free, (GDestroyNotify) g_bytes_unref);
   g->key_hashes = g_hash_table_new_full (g_str_hash, g_str_equal, g_free, (GDestroyNotify) g_bytes_unref);
@@ -1130,6 +1295,7 @@ group_new (NatterGroups *self,
   g->known_read = g_hash_table_new_full (g_str_hash, g_str_equal, g_free, (GDestroyNotify) natter_vector_clock_free);
   g->my_read = natter_vector_clock_new ();
   g->pulls = g_hash_table_new_full (g_str_hash, g_str_equal, g_free, g_free);
+  g->gaps = g_hash_table_new_full (g_str_hash, g_str_equal, g_free, g_free);
   g->owe_summary = str_set_new ();
   g->acks = g_hash_table_new_full (g_str_hash, g_str_equal, g_free, (GDestroyNotify) g_ptr_array_unref);
   g->summary_sent = str_time_table_new ();
@@ -1208,6 +1374,7 @@ group_send_stream (NatterGroups *self,
   g_autoptr(NatterMessage) message = natter_message_new (NATTER_MESSAGE_TYPE_GROUP_MESSAGE);
   g_autoptr(NatterVectorClock) clock = NULL;
   g_autoptr(GBytes) wire = NULL;
+  g_auto(GStrv) to = NULL;
   NatterVectorClockIter iter;
   GBytes *key = g_hash_table_lookup (g->keys, g->key_id);
   const char *peer;
@@ -1226,15 +1393,12 @@ group_send_stream (NatterGroups *self,
   natter_vector_clock_increment (clock, self->self_id);
 
   message->from = g_strdup (self->self_id);
+  /* The recipients are the tree; `to` names the author. */
+  to = tree_order (self, g);
+  message->tree = tree_encode (g, to);
   g_strfreev (message->to);
-  message->to = tree_order (self, g);
-  if (message->to[0] == NULL)
-    {
-      /* Alone in the group: the wire format needs a recipient. */
-      g_strfreev (message->to);
-      message->to = g_new0 (char *, 2);
-      message->to[0] = g_strdup (self->self_id);
-    }
+  message->to = g_new0 (char *, 2);
+  message->to[0] = g_strdup (self->self_id);
   message->group = g_strdup (g->id);
   message->sequence = natter_vector_clock_get (clock, self->self_id);
   message->ttl = STREAM_TTL_MS;
@@ -1267,8 +1431,8 @@ group_send_stream (NatterGroups *self,
 
   /* Down the tree first, then to ourselves (which may change the state,
    * a removal say, after it was sent under the old one). */
-  if (strcmp (message->to[0], self->self_id) != 0)
-    tree_forward (self, g, entry->msg_id, wire, message->to, 0, NULL, TRUE);
+  if (to[0] != NULL)
+    tree_forward (self, g, entry->msg_id, wire, to, 0, NULL, TRUE);
   /* Delivered at once, or right after the delivery that is running (an
    * operation sent from a delivery callback). */
   natter_causal_buffer_add_clock (g->buffer, self->self_id, clock, entry);
@@ -1597,6 +1761,7 @@ group_deliver (NatterCausalBuffer *buffer,
   gboolean rotate_for_leave = FALSE;
 
   entry->delivered = TRUE;
+  entry->delivered_us = now_us ();
   entry->clock_sum = 0;
   for (gsize i = 0; i < clock_len; i++)
     entry->clock_sum += clock[i];
@@ -1730,23 +1895,31 @@ receive_stream (NatterGroups  *self,
                 GBytes        *bytes)
 {
   g_autoptr(NatterVectorClock) clock = natter_vector_clock_new ();
+  g_auto(GStrv) to = NULL;
   GHashTableIter iter;
   gpointer key, value;
-  guint my_index, from_index;
+  guint my_index = G_MAXUINT, from_index = G_MAXUINT;
   gboolean from_ancestor;
+  TreeResult tree;
   Entry *entry;
 
   if (g->removed)
     return;
   if (!g_hash_table_contains (g->ever, message->from) || message->sequence == 0 ||
       natter_message_get_clock (message, message->from) != message->sequence ||
-      message->key_id == NULL)
+      message->key_id == NULL || message->to[1] != NULL || strcmp (message->to[0], message->from) != 0 ||
+      (tree = tree_decode (g, message, &to)) == TREE_INVALID)
     {
       self->stats.rejected++;
       return;
     }
-  my_index = tree_index_of (message->to, message->from, self->self_id);
-  from_index = tree_index_of (message->to, message->from, from);
+  /* A tree over a member list we do not know is not ours to forward:
+   * our parent serves our children when we do not acknowledge. */
+  if (tree == TREE_OK)
+    {
+      my_index = tree_index_of (to, message->from, self->self_id);
+      from_index = tree_index_of (to, message->from, from);
+    }
   from_ancestor = my_index != G_MAXUINT && from_index != G_MAXUINT &&
                   tree_is_ancestor (from_index, my_index, g->fanout);
 
@@ -1778,7 +1951,7 @@ receive_stream (NatterGroups  *self,
   if (!from_ancestor)
     self->stats.pulled++;
   else
-    tree_forward (self, g, message->id, bytes, message->to, my_index, from, FALSE);
+    tree_forward (self, g, message->id, bytes, to, my_index, from, FALSE);
 
   entry = g_new0 (Entry, 1);
   entry->msg_id = g_strdup (message->id);
@@ -1874,6 +2047,21 @@ schedule_summaries (NatterGroups *self)
     self->summary_source = g_timeout_add (SUMMARY_DELAY_MS, on_summary_timeout, self);
 }
 
+/* Whether we delivered a message of @author in the last PULL_GRACE_MS. */
+static gboolean
+author_flowing (Group      *g,
+                const char *author,
+                gint64      now)
+{
+  AuthorLog *log = g_hash_table_lookup (g->logs, author);
+  Entry *last;
+
+  if (log == NULL || log->entries->len == 0)
+    return FALSE;
+  last = g_ptr_array_index (log->entries, log->entries->len - 1);
+  return now - last->delivered_us < (gint64) PULL_GRACE_MS * 1000;
+}
+
 /* Asks connected members for what they have and we lack. */
 static void
 group_pull (Group *g)
@@ -1915,6 +2103,24 @@ group_pull (Group *g)
             continue;
           if (pull != NULL && pull->deadline_us > now && pull->upto > local)
             continue;
+          /* While an author's messages keep arriving, the few we lack
+           * are most likely still on their way down the tree: they are
+           * pulled only if still missing PULL_GRACE_MS after we first
+           * learned of them. */
+          if (value - local <= PULL_AT_ONCE && author_flowing (g, author, now))
+            {
+              Pull *gap = g_hash_table_lookup (g->gaps, author);
+
+              if (gap == NULL || gap->upto <= local)
+                {
+                  gap = g_new0 (Pull, 1);
+                  gap->upto = value;
+                  gap->deadline_us = now + (gint64) PULL_GRACE_MS * 1000;
+                  g_hash_table_insert (g->gaps, g_strdup (author), gap);
+                }
+              if (gap->deadline_us > now)
+                continue;
+            }
           upto = MIN (value, local + budget);
           budget -= (guint) (upto - local);
           {
@@ -2033,6 +2239,40 @@ count_having (Group        *g,
   return n;
 }
 
+/* Whether a member whose delivered clock is @have lacks messages that are
+ * not just on their way to it: more than a few of an author, or one that
+ * we delivered PULL_GRACE_MS ago or earlier. */
+static gboolean
+group_peer_lacks (Group             *g,
+                  NatterVectorClock *have)
+{
+  g_autoptr(NatterVectorClock) local = natter_causal_buffer_dup_local_clock (g->buffer);
+  gint64 old = now_us () - (gint64) PULL_GRACE_MS * 1000;
+  NatterVectorClockIter iter;
+  const char *author;
+  guint64 value;
+
+  natter_vector_clock_iter_init (&iter, local);
+  while (natter_vector_clock_iter_next (&iter, &author, &value))
+    {
+      guint64 theirs = natter_vector_clock_get (have, author);
+      AuthorLog *log;
+      Entry *next;
+
+      if (value <= theirs)
+        continue;
+      if (value - theirs > PULL_AT_ONCE)
+        return TRUE;
+      log = g_hash_table_lookup (g->logs, author);
+      if (log == NULL || theirs < log->base || theirs - log->base >= log->entries->len)
+        return TRUE;
+      next = g_ptr_array_index (log->entries, theirs - log->base);
+      if (next->delivered_us <= old)
+        return TRUE;
+    }
+  return FALSE;
+}
+
 static void
 receive_summary (NatterGroups *self,
                  Group        *g,
@@ -2085,13 +2325,7 @@ receive_summary (NatterGroups *self,
     }
 
   /* It lacks something we have: tell it, so it pulls. */
-  {
-    NatterVectorClock *local = natter_causal_buffer_dup_local_clock (g->buffer);
-
-    lacks = natter_vector_clock_compare (local, have) == NATTER_VECTOR_CLOCK_AFTER ||
-            natter_vector_clock_compare (local, have) == NATTER_VECTOR_CLOCK_CONCURRENT;
-    natter_vector_clock_free (local);
-  }
+  lacks = group_peer_lacks (g, have);
   if (lacks && now_us () - time_table_get (g->summary_sent, from) > (gint64) SUMMARY_REPLY_MS * 1000)
     group_send_summary (g, from);
   group_update_syncing (g);
@@ -2318,6 +2552,7 @@ natter_groups_receive (NatterGroups  *self,
                        GBytes        *bytes)
 {
   g_autoptr(GError) error = NULL;
+  gboolean stream;
   Group *g;
 
   if (message->group == NULL)
@@ -2328,7 +2563,11 @@ natter_groups_receive (NatterGroups  *self,
     return FALSE;
   if (self->shut_down || g_hash_table_contains (self->blocked, from_peer))
     return TRUE;
-  if (!g_strv_contains ((const char * const *) message->to, self->self_id) ||
+  /* Stream messages (with a key ID) name their recipients in `tree`, and
+   * only they have one. */
+  stream = message->type == NATTER_MESSAGE_TYPE_GROUP_MESSAGE && message->key_id != NULL;
+  if ((stream ? message->tree == NULL
+              : message->tree != NULL || !g_strv_contains ((const char * const *) message->to, self->self_id)) ||
       !natter_message_verify (message, &error))
     {
       self->stats.rejected++;
@@ -2368,7 +2607,7 @@ natter_groups_receive (NatterGroups  *self,
       return TRUE;
     }
 
-  if (message->type == NATTER_MESSAGE_TYPE_GROUP_MESSAGE && message->encrypted)
+  if (stream)
     {
       receive_stream (self, g, from_peer, message, bytes);
       return TRUE;
@@ -3111,6 +3350,23 @@ natter_groups_dup_wire (NatterGroups *self,
   Entry *entry = g != NULL && msg_id != NULL ? g_hash_table_lookup (g->ids, msg_id) : NULL;
 
   return entry != NULL ? g_bytes_ref (entry->wire) : NULL;
+}
+
+GStrv
+natter_groups_dup_tree (NatterGroups *self,
+                        const char   *group_id,
+                        const char   *msg_id)
+{
+  Group *g = group_id != NULL ? g_hash_table_lookup (self->groups, group_id) : NULL;
+  Entry *entry = g != NULL && msg_id != NULL ? g_hash_table_lookup (g->ids, msg_id) : NULL;
+  g_autoptr(NatterMessage) message = NULL;
+  GStrv to = NULL;
+
+  if (entry == NULL ||
+      (message = natter_message_decode (entry->wire, NATTER_MESSAGE_DECODE_NONE, NULL)) == NULL ||
+      tree_decode (g, message, &to) != TREE_OK)
+    return NULL;
+  return to;
 }
 
 GBytes *

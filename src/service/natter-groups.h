@@ -185,5 +185,10 @@ GBytes    *natter_groups_dup_wire      (NatterGroups *self,
 GBytes    *natter_groups_dup_key       (NatterGroups *self,
                                         const char   *group_id,
                                         const char   *key_id);
+/* The other members in the tree order of a stream message we hold, as
+ * this member reads its `tree`; NULL when it cannot. */
+GStrv      natter_groups_dup_tree      (NatterGroups *self,
+                                        const char   *group_id,
+                                        const char   *msg_id);
 
 G_END_DECLS

@@ -19,6 +19,7 @@ struct _NatterGroupMembersWindow
   NatterGroups *groups;
   char *group_id;
   GPtrArray *rows;
+  guint rebuild_id;
 
   AdwWindowTitle *window_title;
   AdwPreferencesGroup *members_group;
@@ -34,6 +35,7 @@ show_error (NatterGroupMembersWindow *self,
   GtkWidget *dialog = adw_message_dialog_new (GTK_WINDOW (self), _("Could Not Change the Group"),
                                               error->message);
 
+  natter_ui_trace ("group-members group=%s error=%s", self->group_id, error->message);
   adw_message_dialog_add_response (ADW_MESSAGE_DIALOG (dialog), "close", _("_Close"));
   gtk_window_present (GTK_WINDOW (dialog));
 }
@@ -205,14 +207,37 @@ rebuild (NatterGroupMembersWindow *self)
       if (natter_contact_get_state (contact) != NATTER_CONTACT_ACCEPTED ||
           g_strv_contains ((const char * const *) info->members, peer_id))
         continue;
-      row = make_row (self, peer_id, natter_app_presence_label (natter_messaging_service_get_peer_presence (self->service, peer_id)));
-      adw_action_row_add_suffix (ADW_ACTION_ROW (row),
-                                 make_button ("list-add-symbolic", _("Add to Group"), "members.invite", peer_id));
+      g_autofree char *what = g_strdup_printf ("group-members invite peer=%s", peer_id);
+      GtkWidget *button = make_button ("list-add-symbolic", _("Add to Group"), "members.invite", peer_id);
+
+      row = make_row (self, peer_id,
+                      natter_app_presence_label (natter_messaging_service_get_peer_presence (self->service, peer_id)));
+      adw_action_row_add_suffix (ADW_ACTION_ROW (row), button);
       add_row (self, self->invite_group, row);
+      natter_app_trace_position (button, what);
       n_invitable++;
     }
   gtk_widget_set_visible (GTK_WIDGET (self->invite_group), n_invitable > 0);
   natter_ui_trace ("group-members group=%s editable=%d invitable=%u", self->group_id, admin, n_invitable);
+}
+
+static gboolean
+rebuild_idle (gpointer user_data)
+{
+  NatterGroupMembersWindow *self = user_data;
+
+  self->rebuild_id = 0;
+  rebuild (self);
+  return G_SOURCE_REMOVE;
+}
+
+/* Not at once: a change may come from a click on a button of a row that
+ * the rebuild destroys. */
+static void
+queue_rebuild (NatterGroupMembersWindow *self)
+{
+  if (self->rebuild_id == 0)
+    self->rebuild_id = g_idle_add (rebuild_idle, self);
 }
 
 static void
@@ -221,7 +246,7 @@ on_group_changed (NatterGroupMembersWindow *self,
                   NatterGroups             *groups)
 {
   if (g_strcmp0 (group_id, self->group_id) == 0)
-    rebuild (self);
+    queue_rebuild (self);
 }
 
 static void
@@ -229,6 +254,7 @@ natter_group_members_window_dispose (GObject *object)
 {
   NatterGroupMembersWindow *self = NATTER_GROUP_MEMBERS_WINDOW (object);
 
+  g_clear_handle_id (&self->rebuild_id, g_source_remove);
   g_clear_pointer (&self->rows, g_ptr_array_unref);
   g_clear_object (&self->groups);
   g_clear_object (&self->service);
@@ -279,9 +305,9 @@ natter_group_members_window_new (NatterMessagingService *service,
   self->group_id = g_strdup (group_id);
   g_signal_connect_object (self->groups, "group-changed", G_CALLBACK (on_group_changed), self,
                            G_CONNECT_SWAPPED);
-  g_signal_connect_object (service, "presence-changed", G_CALLBACK (rebuild), self, G_CONNECT_SWAPPED);
+  g_signal_connect_object (service, "presence-changed", G_CALLBACK (queue_rebuild), self, G_CONNECT_SWAPPED);
   g_signal_connect_object (natter_messaging_service_get_contacts (service), "items-changed",
-                           G_CALLBACK (rebuild), self, G_CONNECT_SWAPPED);
+                           G_CALLBACK (queue_rebuild), self, G_CONNECT_SWAPPED);
   rebuild (self);
   return self;
 }

@@ -52,6 +52,8 @@ apply_message (NatterGroupList          *self,
     natter_conversation_set_last_activity (conversation, message->timestamp);
 }
 
+/* The store holds the item: the reference taken here is dropped on
+ * return, and the pointer stays valid while the group is listed. */
 NatterConversation *
 natter_group_list_lookup (NatterGroupList *self,
                           const char      *group_id)

@@ -21,6 +21,7 @@ G_DECLARE_FINAL_TYPE (NatterGroupList, natter_group_list, NATTER, GROUP_LIST, GO
  * was last marked read here. */
 NatterGroupList    *natter_group_list_new        (NatterMessagingService *service);
 GListModel         *natter_group_list_get_model  (NatterGroupList        *self);
+/* (transfer none): the group's item, or NULL */
 NatterConversation *natter_group_list_lookup     (NatterGroupList        *self,
                                                   const char             *group_id);
 /* Marks the group read in the service and clears its unread count. */

@@ -146,7 +146,9 @@ class App:
         time.sleep(0.2)
         subprocess.run(["xdotool", "mousemove", "--window", window, str(x), str(y)], check=False)
         time.sleep(0.3)
-        subprocess.run(["xdotool", "click", "1"], check=False)
+        subprocess.run(["xdotool", "mousedown", "1"], check=False)
+        time.sleep(0.15)
+        subprocess.run(["xdotool", "mouseup", "1"], check=False)
 
     def click_traced(self, what, window=None, start=0):
         """Clicks the widget that printed "@what at=X,Y"."""
@@ -404,6 +406,14 @@ try:
     # Carol is a contact again under "Add Members": a click invites her back.
     start = alice.mark()
     start_bob = bob.mark()
+    # (A fresh members window: under Xvfb without a window manager, a
+    # second click in the window whose rows were rebuilt after the first
+    # does not reach its button; the cause is not known yet.)
+    alice.focus(members)
+    subprocess.run(["xdotool", "key", "Escape"], check=False)
+    time.sleep(1)
+    alice.click_traced("group-view members", None, 0)
+    members = find_window(alice.proc.pid, "Members")
     clicked = alice.click_traced("group-members invite peer=" + carol_id, members, start)
     back = bob.wait(r"group-header group=" + re.escape(group) + r" name=Tea Party members=3 ", 30, start_bob)
     listed_again = alice.wait(r"group-members group=" + re.escape(group) + r" peer=" + carol_id +

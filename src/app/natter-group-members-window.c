@@ -48,6 +48,7 @@ invite_action (GtkWidget  *widget,
   NatterGroupMembersWindow *self = NATTER_GROUP_MEMBERS_WINDOW (widget);
   g_autoptr(GError) error = NULL;
 
+  natter_ui_trace ("group-members group=%s inviting=%s", self->group_id, g_variant_get_string (parameter, NULL));
   if (!natter_messaging_service_group_invite (self->service, self->group_id,
                                               g_variant_get_string (parameter, NULL), &error))
     show_error (self, error);
@@ -61,6 +62,7 @@ remove_action (GtkWidget  *widget,
   NatterGroupMembersWindow *self = NATTER_GROUP_MEMBERS_WINDOW (widget);
   g_autoptr(GError) error = NULL;
 
+  natter_ui_trace ("group-members group=%s removing=%s", self->group_id, g_variant_get_string (parameter, NULL));
   if (!natter_messaging_service_group_remove (self->service, self->group_id,
                                               g_variant_get_string (parameter, NULL), &error))
     show_error (self, error);
@@ -217,7 +219,17 @@ rebuild (NatterGroupMembersWindow *self)
       natter_app_trace_position (button, what);
       n_invitable++;
     }
-  gtk_widget_set_visible (GTK_WIDGET (self->invite_group), n_invitable > 0);
+  if (admin && n_invitable == 0)
+    {
+      GtkWidget *row = adw_action_row_new ();
+
+      adw_preferences_row_set_title (ADW_PREFERENCES_ROW (row), _("All your contacts are in the group"));
+      gtk_widget_add_css_class (row, "dim-label");
+      gtk_list_box_row_set_activatable (GTK_LIST_BOX_ROW (row), FALSE);
+      gtk_widget_set_focusable (row, FALSE);
+      add_row (self, self->invite_group, row);
+    }
+  gtk_widget_set_visible (GTK_WIDGET (self->invite_group), admin);
   natter_ui_trace ("group-members group=%s editable=%d invitable=%u", self->group_id, admin, n_invitable);
 }
 

@@ -6,6 +6,8 @@
 
 #include "config.h"
 
+#include <string.h>
+
 #include <glib/gi18n.h>
 
 #include "natter-app-util.h"
@@ -151,7 +153,7 @@ natter_app_widget_center (GtkWidget *widget,
   graphene_point_t point;
   double dx = 0, dy = 0;
 
-  if (native == NULL || !gtk_widget_get_mapped (widget) ||
+  if (native == NULL || !gtk_widget_get_mapped (widget) || gtk_widget_get_width (widget) <= 0 ||
       !gtk_widget_compute_point (widget, GTK_WIDGET (native),
                                  &GRAPHENE_POINT_INIT (gtk_widget_get_width (widget) / 2.f,
                                                        gtk_widget_get_height (widget) / 2.f),
@@ -161,4 +163,96 @@ natter_app_widget_center (GtkWidget *widget,
   *x = (int) (point.x + dx);
   *y = (int) (point.y + dy);
   return TRUE;
+}
+
+/**
+ * natter_app_dup_member_name:
+ * @service: the messaging service
+ * @peer_id: a member of a group
+ *
+ * Returns: (transfer full): "You" for ourselves, else the peer's name
+ */
+char *
+natter_app_dup_member_name (NatterMessagingService *service,
+                            const char             *peer_id)
+{
+  if (g_strcmp0 (peer_id, natter_messaging_service_get_peer_id (service)) == 0)
+    return g_strdup (_("You"));
+  return natter_app_dup_peer_name (service, peer_id);
+}
+
+/**
+ * natter_app_dup_group_event:
+ * @service: the messaging service
+ * @author: who made the membership operation
+ * @event: the event text of a group history entry ("invite PEER", "remove
+ *   PEER", "admin PEER", "leave" or "rotate")
+ *
+ * Returns: (transfer full) (nullable): the event as the user reads it, or
+ *   %NULL for a key rotation, which the user need not see
+ */
+char *
+natter_app_dup_group_event (NatterMessagingService *service,
+                            const char             *author,
+                            const char             *event)
+{
+  g_autofree char *who = natter_app_dup_member_name (service, author);
+  g_autofree char *whom = NULL;
+  const char *space = event != NULL ? strchr (event, ' ') : NULL;
+
+  if (event == NULL || g_str_equal (event, "rotate"))
+    return NULL;
+  if (g_str_equal (event, "leave"))
+    /* Translators: a member left a group */
+    return g_strdup_printf (_("%s left"), who);
+  if (space == NULL)
+    return g_strdup (event);
+  /* "You" as the object reads "you". */
+  if (g_str_equal (space + 1, natter_messaging_service_get_peer_id (service)))
+    {
+      if (g_str_has_prefix (event, "invite "))
+        /* Translators: the group's admin added us */
+        return g_strdup_printf (_("%s added you"), who);
+      if (g_str_has_prefix (event, "remove "))
+        /* Translators: the group's admin removed us */
+        return g_strdup_printf (_("%s removed you"), who);
+      if (g_str_has_prefix (event, "admin "))
+        /* Translators: the group's admin handed the role over to us */
+        return g_strdup_printf (_("%s made you the admin"), who);
+    }
+  whom = natter_app_dup_peer_name (service, space + 1);
+  if (g_str_has_prefix (event, "invite "))
+    /* Translators: the group's admin added a member */
+    return g_strdup_printf (_("%s added %s"), who, whom);
+  if (g_str_has_prefix (event, "remove "))
+    /* Translators: the group's admin removed a member */
+    return g_strdup_printf (_("%s removed %s"), who, whom);
+  if (g_str_has_prefix (event, "admin "))
+    /* Translators: the group's admin handed the role over */
+    return g_strdup_printf (_("%s made %s the admin"), who, whom);
+  return g_strdup (event);
+}
+
+static gboolean
+trace_position_tick (GtkWidget     *widget,
+                     GdkFrameClock *clock,
+                     gpointer       user_data)
+{
+  const char *what = user_data;
+  int x, y;
+
+  if (!natter_app_widget_center (widget, &x, &y))
+    return G_SOURCE_CONTINUE;
+  natter_ui_trace ("%s at=%d,%d", what, x, y);
+  return G_SOURCE_REMOVE;
+}
+
+void
+natter_app_trace_position (GtkWidget  *widget,
+                           const char *what)
+{
+  g_return_if_fail (GTK_IS_WIDGET (widget));
+
+  if (natter_app_tracing ())
+    gtk_widget_add_tick_callback (widget, trace_position_tick, g_strdup (what), g_free);
 }

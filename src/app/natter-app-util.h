@@ -27,6 +27,17 @@ char          *natter_app_format_size       (gint64                  bytes);
 gboolean       natter_app_same_day          (gint64                  a_ms,
                                              gint64                  b_ms);
 const char    *natter_app_presence_label    (NatterPresence          presence);
+/* Groups: a member's name ("You" for ourselves), and a membership event
+ * of the history as a sentence (NULL for one that is not shown). */
+char          *natter_app_dup_member_name   (NatterMessagingService *service,
+                                             const char             *peer_id);
+char          *natter_app_dup_group_event   (NatterMessagingService *service,
+                                             const char             *author,
+                                             const char             *event);
+/* Traces "@what at=X,Y", the centre of @widget in its window's surface,
+ * for tests that click it with xdotool; once the next frame is laid out. */
+void           natter_app_trace_position    (GtkWidget              *widget,
+                                             const char             *what);
 
 /* For the UI tests: whether natter-ui lines are wanted, and the centre of
  * @widget in its window's X coordinates (FALSE while it is not laid out). */

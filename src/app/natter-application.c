@@ -450,6 +450,23 @@ test_drop_file_action (GSimpleAction *action,
   g_boxed_free (GDK_TYPE_FILE_LIST, files);
 }
 
+/* Drops every group frame to and from a peer while blocked ("PEER 1"),
+ * as a partition would (NATTER_TEST_HOOKS=1 only). */
+static void
+test_group_block_action (GSimpleAction *action,
+                         GVariant      *parameter,
+                         gpointer       user_data)
+{
+  NatterApplication *self = user_data;
+  NatterGroups *groups = self->service != NULL ? natter_messaging_service_get_groups (self->service) : NULL;
+  const char *peer_id;
+  gboolean blocked;
+
+  g_variant_get (parameter, "(&sb)", &peer_id, &blocked);
+  if (groups != NULL)
+    natter_groups_set_blocked (groups, peer_id, blocked);
+}
+
 static void read_test_command (NatterApplication *self);
 
 static void
@@ -478,6 +495,14 @@ on_test_command (GObject      *source,
       if (window == NULL || !gtk_widget_activate_action (GTK_WIDGET (window), line + strlen ("window-action "), NULL))
         g_warning ("test: could not activate %s", line + strlen ("window-action "));
     }
+  else if (g_str_has_prefix (line, "group-block "))
+    {
+      g_auto(GStrv) words = g_strsplit (line + strlen ("group-block "), " ", 2);
+
+      if (g_strv_length (words) == 2)
+        g_action_group_activate_action (G_ACTION_GROUP (self), "test-group-block",
+                                        g_variant_new ("(sb)", words[0], g_str_equal (words[1], "1")));
+    }
   else if (line[0] != '\0')
     g_warning ("Unknown test command: %s", line);
   read_test_command (self);
@@ -495,6 +520,7 @@ start_test_hooks (NatterApplication *self)
 {
   static const GActionEntry test_actions[] = {
     { "test-drop-file", test_drop_file_action, "s" },
+    { "test-group-block", test_group_block_action, "(sb)" },
   };
   g_autoptr(GInputStream) input = NULL;
 

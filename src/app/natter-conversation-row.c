@@ -21,6 +21,7 @@ struct _NatterConversationRow
 
   AdwAvatar *avatar;
   GtkImage *presence_dot;
+  GtkImage *group_icon;
   GtkLabel *title_label;
   GtkLabel *time_label;
   GtkLabel *preview_label;
@@ -35,6 +36,7 @@ update_presence (NatterConversationRow *self)
   const char *peer_id = self->conversation != NULL ? natter_conversation_get_peer_id (self->conversation) : NULL;
   NatterPresence presence = NATTER_PRESENCE_OFFLINE;
 
+  /* A group (no peer ID) has no presence of its own. */
   if (peer_id != NULL && self->service != NULL)
     presence = natter_messaging_service_get_peer_presence (self->service, peer_id);
 
@@ -55,12 +57,15 @@ update (NatterConversationRow *self)
   g_autofree char *description = NULL;
   const char *preview = NULL;
   guint unread_count = 0;
+  gboolean group = FALSE;
 
   if (self->conversation != NULL)
     {
       const char *name = natter_conversation_get_title (self->conversation);
       const char *peer_id = natter_conversation_get_peer_id (self->conversation);
       gint64 last = natter_conversation_get_last_activity (self->conversation);
+
+      group = natter_conversation_get_kind (self->conversation) == NATTER_CONVERSATION_GROUP;
 
       if (name != NULL && name[0] != '\0')
         title = g_strdup (name);
@@ -81,6 +86,10 @@ update (NatterConversationRow *self)
 
   gtk_label_set_label (self->title_label, title);
   adw_avatar_set_text (self->avatar, title);
+  /* Groups have the group icon for an avatar, and next to their name. */
+  adw_avatar_set_show_initials (self->avatar, !group);
+  adw_avatar_set_icon_name (self->avatar, group ? "system-users-symbolic" : NULL);
+  gtk_widget_set_visible (GTK_WIDGET (self->group_icon), group);
   gtk_label_set_label (self->time_label, time != NULL ? time : "");
   gtk_label_set_label (self->preview_label, preview != NULL ? preview : "");
   gtk_widget_set_visible (GTK_WIDGET (self->preview_label), preview != NULL);
@@ -100,6 +109,10 @@ update (NatterConversationRow *self)
                                   GTK_ACCESSIBLE_PROPERTY_DESCRIPTION, description != NULL ? description : "",
                                   -1);
   update_presence (self);
+  if (group)
+    natter_ui_trace ("conversation-row group=%s title=%s unread=%u preview=%s",
+                     natter_conversation_get_group_id (self->conversation), title, unread_count,
+                     preview != NULL ? preview : "");
 }
 
 static void
@@ -143,6 +156,7 @@ natter_conversation_row_class_init (NatterConversationRowClass *klass)
   gtk_widget_class_set_template_from_resource (widget_class, "/org/natter/Natter/natter-conversation-row.ui");
   gtk_widget_class_bind_template_child (widget_class, NatterConversationRow, avatar);
   gtk_widget_class_bind_template_child (widget_class, NatterConversationRow, presence_dot);
+  gtk_widget_class_bind_template_child (widget_class, NatterConversationRow, group_icon);
   gtk_widget_class_bind_template_child (widget_class, NatterConversationRow, title_label);
   gtk_widget_class_bind_template_child (widget_class, NatterConversationRow, time_label);
   gtk_widget_class_bind_template_child (widget_class, NatterConversationRow, preview_label);

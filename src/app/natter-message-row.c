@@ -18,12 +18,20 @@ struct _NatterMessageRow
   NatterMessageItem *item;
   GSignalGroup *item_signals;
 
+  gboolean show_receipts;
+
   GtkLabel *day_label;
+  GtkLabel *event_label;
+  GtkLabel *sender_label;
   GtkWidget *bubble;
   GtkLabel *text_label;
   GtkLabel *time_label;
   GtkImage *state_icon;
   GtkButton *retry_button;
+  GtkMenuButton *receipts_button;
+  GtkLabel *receipts_label;
+  GtkImage *receipts_icon;
+  GtkLabel *receipts_details;
   /* Sent messages go at the end of the line. */
   gboolean at_end;
 };
@@ -72,7 +80,8 @@ update_state (NatterMessageRow *self)
   if (self->item == NULL)
     return;
 
-  outgoing = natter_message_item_is_outgoing (self->item);
+  /* A group message shows its receipts instead. */
+  outgoing = natter_message_item_is_outgoing (self->item) && !self->show_receipts;
   state = displayed_state (self->item);
   gtk_widget_set_visible (GTK_WIDGET (self->state_icon), outgoing);
   gtk_widget_set_visible (GTK_WIDGET (self->retry_button),
@@ -106,10 +115,17 @@ update (NatterMessageRow *self)
   g_autofree char *day = NULL;
   const char *text;
   gboolean outgoing;
+  gboolean event;
   gint64 timestamp;
 
   if (self->item == NULL)
     return;
+
+  /* A group's membership events are a line of their own, not a bubble. */
+  event = g_strcmp0 (natter_message_item_get_kind (self->item), "event") == 0;
+  gtk_widget_set_visible (GTK_WIDGET (self->event_label), event);
+  gtk_widget_set_visible (self->bubble, !event);
+  gtk_label_set_label (self->event_label, event ? natter_message_item_get_text (self->item) : "");
 
   outgoing = natter_message_item_is_outgoing (self->item);
   timestamp = natter_message_item_get_timestamp (self->item);
@@ -144,9 +160,10 @@ update (NatterMessageRow *self)
 
 /* {{{ Layout
  *
- * The row places its three children itself: the day separator across the
- * top, then the bubble at the start (received) or the end (sent), the
- * retry button beside it.  A horizontal GtkBox around the bubble would do
+ * The row places its children itself: the day separator across the top,
+ * then the bubble at the start (received) or the end (sent), the retry
+ * button beside it; or, for a group's membership event, its line across
+ * the row instead of the bubble.  A horizontal GtkBox around the bubble would do
  * the same, but it measures its children's widths for its height, and for
  * a height the wrapping label searches its width with a Pango layout per
  * step: about 60 layouts a row, most of what showing a page cost.  Here
@@ -201,6 +218,20 @@ compute_geometry (NatterMessageRow *self,
                           &geometry->retry_height, NULL, NULL, NULL);
     }
 
+  if (!gtk_widget_should_layout (self->bubble))
+    {
+      /* A group event: one line across the row, centred by its label. */
+      if (gtk_widget_should_layout (GTK_WIDGET (self->event_label)))
+        {
+          measure_width (GTK_WIDGET (self->event_label), &bubble_min, &bubble_nat);
+          geometry->bubble_width = width >= 0 ? MAX (width, bubble_min) : bubble_nat;
+          gtk_widget_measure (GTK_WIDGET (self->event_label), GTK_ORIENTATION_VERTICAL,
+                              geometry->bubble_width, &min, &geometry->bubble_height, NULL, NULL);
+          *minimum_height += min;
+        }
+      return;
+    }
+
   measure_width (self->bubble, &bubble_min, &bubble_nat);
   geometry->bubble_width = bubble_nat;
   if (width >= 0)
@@ -238,7 +269,10 @@ natter_message_row_measure (GtkWidget      *widget,
       int extra;
 
       measure_width (GTK_WIDGET (self->day_label), &day_min, &day_nat);
-      measure_width (self->bubble, &bubble_min, &bubble_nat);
+      if (gtk_widget_should_layout (self->bubble))
+        measure_width (self->bubble, &bubble_min, &bubble_nat);
+      else
+        measure_width (GTK_WIDGET (self->event_label), &bubble_min, &bubble_nat);
       measure_width (GTK_WIDGET (self->retry_button), &retry_min, &retry_nat);
       extra = gtk_widget_should_layout (GTK_WIDGET (self->retry_button)) ? RETRY_SPACING : 0;
       *minimum = MAX (day_min, bubble_min + retry_min + extra);
@@ -285,6 +319,12 @@ natter_message_row_size_allocate (GtkWidget *widget,
     place (widget, GTK_WIDGET (self->day_label), width, 0, 0, width, geometry.day_height);
 
   line_height = MAX (height - geometry.day_height, 0);
+  if (!gtk_widget_should_layout (self->bubble))
+    {
+      if (gtk_widget_should_layout (GTK_WIDGET (self->event_label)))
+        place (widget, GTK_WIDGET (self->event_label), width, 0, geometry.day_height, width, line_height);
+      return;
+    }
   if (self->at_end)
     {
       bubble_x = width - geometry.bubble_width;
@@ -302,6 +342,19 @@ natter_message_row_size_allocate (GtkWidget *widget,
 }
 
 /* }}} */
+
+static void
+on_receipts_shown (NatterMessageRow *self,
+                   GParamSpec       *pspec,
+                   GtkPopover       *popover)
+{
+  g_autofree char *details = NULL;
+
+  if (self->item == NULL || !gtk_widget_get_visible (GTK_WIDGET (popover)))
+    return;
+  details = g_strdelimit (g_strdup (gtk_label_get_text (self->receipts_details)), "\n", '|');
+  natter_ui_trace ("row msg=%s receipts-details=%s", natter_message_item_get_msg_id (self->item), details);
+}
 
 static void
 natter_message_row_dispose (GObject *object)
@@ -333,11 +386,17 @@ natter_message_row_class_init (NatterMessageRowClass *klass)
   widget_class->size_allocate = natter_message_row_size_allocate;
   gtk_widget_class_set_template_from_resource (widget_class, "/org/natter/Natter/natter-message-row.ui");
   gtk_widget_class_bind_template_child (widget_class, NatterMessageRow, day_label);
+  gtk_widget_class_bind_template_child (widget_class, NatterMessageRow, event_label);
+  gtk_widget_class_bind_template_child (widget_class, NatterMessageRow, sender_label);
   gtk_widget_class_bind_template_child (widget_class, NatterMessageRow, bubble);
   gtk_widget_class_bind_template_child (widget_class, NatterMessageRow, text_label);
   gtk_widget_class_bind_template_child (widget_class, NatterMessageRow, time_label);
   gtk_widget_class_bind_template_child (widget_class, NatterMessageRow, state_icon);
   gtk_widget_class_bind_template_child (widget_class, NatterMessageRow, retry_button);
+  gtk_widget_class_bind_template_child (widget_class, NatterMessageRow, receipts_button);
+  gtk_widget_class_bind_template_child (widget_class, NatterMessageRow, receipts_label);
+  gtk_widget_class_bind_template_child (widget_class, NatterMessageRow, receipts_icon);
+  gtk_widget_class_bind_template_child (widget_class, NatterMessageRow, receipts_details);
 }
 
 static void
@@ -345,6 +404,8 @@ natter_message_row_init (NatterMessageRow *self)
 {
   gtk_widget_init_template (GTK_WIDGET (self));
 
+  g_signal_connect_object (gtk_menu_button_get_popover (self->receipts_button), "notify::visible",
+                           G_CALLBACK (on_receipts_shown), self, G_CONNECT_SWAPPED);
   self->item_signals = g_signal_group_new (NATTER_TYPE_MESSAGE_ITEM);
   g_signal_group_connect_swapped (self->item_signals, "notify::state", G_CALLBACK (update_state), self);
   g_signal_group_connect_swapped (self->item_signals, "notify::relay-via", G_CALLBACK (update_state), self);
@@ -381,4 +442,112 @@ natter_message_row_set_show_day (NatterMessageRow *self,
 {
   g_return_if_fail (NATTER_IS_MESSAGE_ROW (self));
   gtk_widget_set_visible (GTK_WIDGET (self->day_label), show_day);
+}
+
+/**
+ * natter_message_row_set_sender:
+ * @self: a row
+ * @name: (nullable): who wrote the message, shown above its text in a
+ *   group; %NULL hides it
+ */
+void
+natter_message_row_set_sender (NatterMessageRow *self,
+                               const char       *name)
+{
+  g_return_if_fail (NATTER_IS_MESSAGE_ROW (self));
+
+  gtk_label_set_label (self->sender_label, name != NULL ? name : "");
+  gtk_widget_set_visible (GTK_WIDGET (self->sender_label), name != NULL);
+  if (name != NULL && self->item != NULL)
+    natter_ui_trace ("row msg=%s sender=%s", natter_message_item_get_msg_id (self->item), name);
+}
+
+static char *
+dup_name_list (NatterMessagingService *service,
+               const char * const     *peers)
+{
+  g_autoptr(GString) list = g_string_new (NULL);
+
+  for (guint i = 0; peers != NULL && peers[i] != NULL; i++)
+    {
+      g_autofree char *name = natter_app_dup_peer_name (service, peers[i]);
+      g_autofree char *escaped = g_markup_escape_text (name, -1);
+
+      g_string_append_printf (list, "\n%s", escaped);
+    }
+  return g_string_free (g_steal_pointer (&list), FALSE);
+}
+
+/**
+ * natter_message_row_set_receipts:
+ * @self: a row of one of our group messages
+ * @service: (nullable): the messaging service, for the members' names;
+ *   %NULL hides the receipts (a message of another member)
+ * @delivered_to: (nullable): the members that have the message
+ * @read_by: (nullable): the members that read it
+ * @total: the other members of the group
+ *
+ * Shows "delivered to N of M" or "read by N of M" instead of the
+ * direct chat's ticks, with the names in a popover.
+ */
+void
+natter_message_row_set_receipts (NatterMessageRow       *self,
+                                 NatterMessagingService *service,
+                                 const char * const     *delivered_to,
+                                 const char * const     *read_by,
+                                 guint                   total)
+{
+  guint n_delivered = delivered_to != NULL ? g_strv_length ((char **) delivered_to) : 0;
+  guint n_read = read_by != NULL ? g_strv_length ((char **) read_by) : 0;
+  g_autofree char *summary = NULL;
+  g_autofree char *read_names = NULL;
+  g_autofree char *delivered_names = NULL;
+  g_autofree char *details = NULL;
+  const char *icon;
+
+  g_return_if_fail (NATTER_IS_MESSAGE_ROW (self));
+
+  self->show_receipts = TRUE;
+  gtk_widget_set_visible (GTK_WIDGET (self->state_icon), FALSE);
+  gtk_widget_set_visible (GTK_WIDGET (self->receipts_button), service != NULL);
+  if (service == NULL)
+    return;
+
+  if (n_read > 0)
+    /* Translators: a group message was read by N of the M other members */
+    summary = g_strdup_printf (_("Read by %u of %u"), n_read, total);
+  else if (n_delivered > 0)
+    /* Translators: a group message reached N of the M other members */
+    summary = g_strdup_printf (_("Delivered to %u of %u"), n_delivered, total);
+  else
+    summary = g_strdup (_("Sent"));
+  if (total > 0 && n_read == total)
+    icon = "natter-read-symbolic";
+  else if (total > 0 && n_delivered == total)
+    icon = "natter-delivered-symbolic";
+  else
+    icon = "natter-sent-symbolic";
+  gtk_label_set_label (self->receipts_label, summary);
+  gtk_image_set_from_icon_name (self->receipts_icon, icon);
+  if (total > 0 && n_read == total)
+    gtk_widget_add_css_class (GTK_WIDGET (self->receipts_icon), "read");
+  else
+    gtk_widget_remove_css_class (GTK_WIDGET (self->receipts_icon), "read");
+
+  read_names = dup_name_list (service, read_by);
+  delivered_names = dup_name_list (service, delivered_to);
+  details = g_strdup_printf ("<b>%s</b>%s\n\n<b>%s</b>%s",
+                             _("Read by"), n_read > 0 ? read_names : "\n—",
+                             _("Delivered to"), n_delivered > 0 ? delivered_names : "\n—");
+  gtk_label_set_markup (self->receipts_details, details);
+
+  if (self->item != NULL)
+    {
+      g_autofree char *what = g_strdup_printf ("row msg=%s receipts-button",
+                                               natter_message_item_get_msg_id (self->item));
+
+      natter_ui_trace ("row msg=%s receipts delivered=%u read=%u total=%u",
+                       natter_message_item_get_msg_id (self->item), n_delivered, n_read, total);
+      natter_app_trace_position (GTK_WIDGET (self->receipts_button), what);
+    }
 }

@@ -9,6 +9,7 @@
 #include <adwaita.h>
 
 #include "natter-message-item.h"
+#include "natter-messaging-service.h"
 
 G_BEGIN_DECLS
 
@@ -22,5 +23,13 @@ void               natter_message_row_set_item     (NatterMessageRow  *self,
 /* Shows the day above the bubble: the first message of a day. */
 void               natter_message_row_set_show_day (NatterMessageRow  *self,
                                                     gboolean           show_day);
+/* Group messages: the author's name, and our messages' receipts. */
+void               natter_message_row_set_sender   (NatterMessageRow  *self,
+                                                    const char        *name);
+void               natter_message_row_set_receipts (NatterMessageRow       *self,
+                                                    NatterMessagingService *service,
+                                                    const char * const     *delivered_to,
+                                                    const char * const     *read_by,
+                                                    guint                   total);
 
 G_END_DECLS

@@ -13,7 +13,10 @@
 #include "natter-chat-view.h"
 #include "natter-contacts-window.h"
 #include "natter-conversation-row.h"
+#include "natter-group-list.h"
+#include "natter-group-view.h"
 #include "natter-invite.h"
+#include "natter-new-group-dialog.h"
 #include "natter-window.h"
 
 struct _NatterWindow
@@ -22,6 +25,8 @@ struct _NatterWindow
 
   NatterProfile *profile;
   NatterMessagingService *service;
+  NatterGroupList *group_list;
+  GtkFlattenListModel *all;        /* direct conversations, then groups */
   GtkSortListModel *sorted;
   GtkFilterListModel *filtered;
   GtkStringFilter *filter;
@@ -41,6 +46,7 @@ struct _NatterWindow
   GtkListView *conversation_list;
   GtkStack *content_stack;
   NatterChatView *chat_view;
+  NatterGroupView *group_view;
 };
 
 G_DEFINE_FINAL_TYPE (NatterWindow, natter_window, ADW_TYPE_APPLICATION_WINDOW)
@@ -54,10 +60,42 @@ enum {
 
 static GParamSpec *properties[N_PROPS];
 
+/* What a sidebar row opens: a peer ID or a group ID. */
+static const char *
+conversation_target (NatterConversation *conversation)
+{
+  const char *peer_id = natter_conversation_get_peer_id (conversation);
+
+  return peer_id != NULL ? peer_id : natter_conversation_get_group_id (conversation);
+}
+
+/* The peer or group ID of what the content pane shows. */
+static const char *
+open_target (NatterWindow *self)
+{
+  const char *page = gtk_stack_get_visible_child_name (self->content_stack);
+
+  if (g_strcmp0 (page, "group") == 0)
+    return natter_group_view_get_group_id (self->group_view);
+  if (g_strcmp0 (page, "chat") == 0)
+    return natter_chat_view_get_peer_id (self->chat_view);
+  return NULL;
+}
+
+static gboolean
+is_group (NatterWindow *self,
+          const char   *id)
+{
+  NatterGroups *groups = self->service != NULL ? natter_messaging_service_get_groups (self->service) : NULL;
+  g_autoptr(NatterGroupInfo) info = groups != NULL && id != NULL ? natter_groups_get_info (groups, id) : NULL;
+
+  return info != NULL;
+}
+
 static void
 update_sidebar_page (NatterWindow *self)
 {
-  GListModel *all = self->service != NULL ? natter_messaging_service_get_conversations (self->service) : NULL;
+  GListModel *all = G_LIST_MODEL (self->all);
   const char *page = "list";
 
   if (all == NULL || g_list_model_get_n_items (all) == 0)
@@ -74,7 +112,7 @@ static gboolean
 reselect_open_conversation (gpointer user_data)
 {
   NatterWindow *self = user_data;
-  const char *current = natter_chat_view_get_peer_id (self->chat_view);
+  const char *current = open_target (self);
   guint n = g_list_model_get_n_items (G_LIST_MODEL (self->selection));
   guint found = GTK_INVALID_LIST_POSITION;
 
@@ -83,7 +121,7 @@ reselect_open_conversation (gpointer user_data)
     {
       g_autoptr(NatterConversation) c = g_list_model_get_item (G_LIST_MODEL (self->selection), i);
 
-      if (g_strcmp0 (natter_conversation_get_peer_id (c), current) == 0)
+      if (g_strcmp0 (conversation_target (c), current) == 0)
         {
           found = i;
           break;
@@ -243,7 +281,22 @@ move_conversation_action (GtkWidget  *widget,
   else
     next = MIN (selected + step, n - 1);
   conversation = g_list_model_get_item (G_LIST_MODEL (self->selection), next);
-  natter_window_open_conversation (self, natter_conversation_get_peer_id (conversation));
+  natter_window_open_conversation (self, conversation_target (conversation));
+}
+
+static void
+new_group_action (GtkWidget  *widget,
+                  const char *action_name,
+                  GVariant   *parameter)
+{
+  NatterWindow *self = NATTER_WINDOW (widget);
+  NatterNewGroupDialog *dialog;
+
+  if (self->service == NULL || natter_messaging_service_get_groups (self->service) == NULL)
+    return;
+  dialog = natter_new_group_dialog_new (self->service);
+  gtk_window_set_transient_for (GTK_WINDOW (dialog), GTK_WINDOW (self));
+  gtk_window_present (GTK_WINDOW (dialog));
 }
 
 static void
@@ -263,7 +316,7 @@ on_search_activate (NatterWindow   *self,
   if (g_list_model_get_n_items (G_LIST_MODEL (self->filtered)) == 0)
     return;
   first = g_list_model_get_item (G_LIST_MODEL (self->filtered), 0);
-  natter_window_open_conversation (self, natter_conversation_get_peer_id (first));
+  natter_window_open_conversation (self, conversation_target (first));
 }
 
 static void
@@ -274,18 +327,41 @@ on_conversation_activated (NatterWindow *self,
   g_autoptr(NatterConversation) conversation = g_list_model_get_item (G_LIST_MODEL (self->selection), position);
 
   if (conversation != NULL)
-    natter_window_open_conversation (self, natter_conversation_get_peer_id (conversation));
+    natter_window_open_conversation (self, conversation_target (conversation));
 }
 
+/* @id is a peer ID or a group ID. */
 static gboolean
 conversation_in_view (NatterWindow *self,
-                      const char   *peer_id)
+                      const char   *id)
 {
   return gtk_window_is_active (GTK_WINDOW (self)) &&
-         g_strcmp0 (natter_chat_view_get_peer_id (self->chat_view), peer_id) == 0 &&
-         g_strcmp0 (gtk_stack_get_visible_child_name (self->content_stack), "chat") == 0 &&
+         g_strcmp0 (open_target (self), id) == 0 &&
          (!adw_leaflet_get_folded (self->leaflet) ||
           adw_leaflet_get_visible_child (self->leaflet) == GTK_WIDGET (self->content_stack));
+}
+
+static void
+send_notification (NatterWindow *self,
+                   const char   *id,
+                   const char   *title,
+                   const char   *body)
+{
+  GApplication *app = G_APPLICATION (gtk_window_get_application (GTK_WINDOW (self)));
+  g_autoptr(GNotification) notification = NULL;
+  g_autofree char *notification_id = NULL;
+
+  if (conversation_in_view (self, id) || app == NULL)
+    return;
+
+  /* One notification per conversation, replaced by the newest message. */
+  notification = g_notification_new (title);
+  g_notification_set_body (notification, body);
+  g_notification_set_priority (notification, G_NOTIFICATION_PRIORITY_HIGH);
+  g_notification_set_default_action_and_target (notification, "app.open-conversation", "s", id);
+  g_notification_set_category (notification, "im.received");
+  notification_id = g_strconcat ("message-", id, NULL);
+  g_application_send_notification (app, notification_id, notification);
 }
 
 static void
@@ -294,31 +370,38 @@ on_message_received (NatterWindow      *self,
                      NatterMessagingService *service)
 {
   const char *peer_id = natter_message_item_get_peer_id (item);
-  g_autoptr(GNotification) notification = NULL;
+  g_autofree char *name = natter_app_dup_peer_name (service, peer_id);
+
+  send_notification (self, peer_id, name, natter_message_item_get_text (item));
+}
+
+static void
+on_group_message_received (NatterWindow       *self,
+                           NatterGroupMessage *message,
+                           NatterGroups       *groups)
+{
+  g_autoptr(NatterGroupInfo) info = natter_groups_get_info (groups, message->group_id);
   g_autofree char *name = NULL;
-  g_autofree char *id = NULL;
-  GApplication *app = G_APPLICATION (gtk_window_get_application (GTK_WINDOW (self)));
+  g_autofree char *body = NULL;
 
-  if (conversation_in_view (self, peer_id) || app == NULL)
+  if (info == NULL || g_strcmp0 (message->kind, "text") != 0 || message->text == NULL)
     return;
-
-  /* One notification per conversation, replaced by the newest message. */
-  name = natter_app_dup_peer_name (service, peer_id);
-  notification = g_notification_new (name);
-  g_notification_set_body (notification, natter_message_item_get_text (item));
-  g_notification_set_priority (notification, G_NOTIFICATION_PRIORITY_HIGH);
-  g_notification_set_default_action_and_target (notification, "app.open-conversation", "s", peer_id);
-  g_notification_set_category (notification, "im.received");
-  id = g_strconcat ("message-", peer_id, NULL);
-  g_application_send_notification (app, id, notification);
+  name = natter_app_dup_peer_name (self->service, message->sender);
+  /* Translators: a group message in a notification, "sender: text" */
+  body = g_strdup_printf (_("%s: %s"), name, message->text);
+  send_notification (self, message->group_id, info->name, body);
 }
 
 static void
 on_is_active_changed (NatterWindow *self)
 {
-  const char *peer_id = natter_chat_view_get_peer_id (self->chat_view);
+  const char *id = open_target (self);
 
-  if (peer_id != NULL && conversation_in_view (self, peer_id))
+  if (id == NULL || !conversation_in_view (self, id))
+    return;
+  if (g_strcmp0 (gtk_stack_get_visible_child_name (self->content_stack), "group") == 0)
+    natter_group_view_mark_read (self->group_view);
+  else
     natter_chat_view_mark_read (self->chat_view);
 }
 
@@ -355,6 +438,7 @@ natter_window_constructed (GObject *object)
   g_autoptr(GtkListItemFactory) factory = NULL;
   GtkExpression *expression;
   GtkSorter *sorter;
+  GListStore *sources;
 
   G_OBJECT_CLASS (natter_window_parent_class)->constructed (object);
 
@@ -367,12 +451,17 @@ natter_window_constructed (GObject *object)
                            G_CONNECT_SWAPPED);
   update_identity (self);
 
-  /* Most recent activity first; the filter matches names as typed. */
+  /* Direct conversations and groups in one list, most recent activity
+   * first; the filter matches names as typed. */
+  self->group_list = natter_group_list_new (self->service);
+  sources = g_list_store_new (G_TYPE_LIST_MODEL);
+  g_list_store_append (sources, natter_messaging_service_get_conversations (self->service));
+  g_list_store_append (sources, natter_group_list_get_model (self->group_list));
+  self->all = gtk_flatten_list_model_new (G_LIST_MODEL (sources));
   expression = gtk_property_expression_new (NATTER_TYPE_CONVERSATION, NULL, "last-activity");
   sorter = GTK_SORTER (gtk_numeric_sorter_new (expression));
   gtk_numeric_sorter_set_sort_order (GTK_NUMERIC_SORTER (sorter), GTK_SORT_DESCENDING);
-  self->sorted = gtk_sort_list_model_new (g_object_ref (natter_messaging_service_get_conversations (self->service)),
-                                          sorter);
+  self->sorted = gtk_sort_list_model_new (g_object_ref (G_LIST_MODEL (self->all)), sorter);
   self->filter = gtk_string_filter_new (gtk_property_expression_new (NATTER_TYPE_CONVERSATION, NULL, "title"));
   gtk_string_filter_set_match_mode (self->filter, GTK_STRING_FILTER_MATCH_MODE_SUBSTRING);
   gtk_string_filter_set_ignore_case (self->filter, TRUE);
@@ -393,6 +482,10 @@ natter_window_constructed (GObject *object)
   gtk_list_view_set_model (self->conversation_list, GTK_SELECTION_MODEL (self->selection));
 
   natter_chat_view_set_service (self->chat_view, self->service);
+  natter_group_view_set_service (self->group_view, self->service, self->group_list);
+  if (natter_messaging_service_get_groups (self->service) != NULL)
+    g_signal_connect_object (natter_messaging_service_get_groups (self->service), "message-received",
+                             G_CALLBACK (on_group_message_received), self, G_CONNECT_SWAPPED);
   g_signal_connect_object (self->service, "message-received",
                            G_CALLBACK (on_message_received), self, G_CONNECT_SWAPPED);
   g_signal_connect_object (self, "notify::is-active",
@@ -412,6 +505,8 @@ natter_window_dispose (GObject *object)
   g_clear_object (&self->filtered);
   g_clear_object (&self->filter);
   g_clear_object (&self->sorted);
+  g_clear_object (&self->all);
+  g_clear_object (&self->group_list);
   g_clear_object (&self->service);
   g_clear_object (&self->profile);
   g_clear_object (&self->settings);
@@ -483,6 +578,7 @@ natter_window_class_init (NatterWindowClass *klass)
   g_object_class_install_properties (object_class, N_PROPS, properties);
 
   g_type_ensure (NATTER_TYPE_CHAT_VIEW);
+  g_type_ensure (NATTER_TYPE_GROUP_VIEW);
 
   gtk_widget_class_set_template_from_resource (widget_class, "/org/natter/Natter/natter-window.ui");
   gtk_widget_class_bind_template_child (widget_class, NatterWindow, toast_overlay);
@@ -496,6 +592,7 @@ natter_window_class_init (NatterWindowClass *klass)
   gtk_widget_class_bind_template_child (widget_class, NatterWindow, conversation_list);
   gtk_widget_class_bind_template_child (widget_class, NatterWindow, content_stack);
   gtk_widget_class_bind_template_child (widget_class, NatterWindow, chat_view);
+  gtk_widget_class_bind_template_child (widget_class, NatterWindow, group_view);
   gtk_widget_class_bind_template_callback (widget_class, on_search_changed);
   gtk_widget_class_bind_template_callback (widget_class, on_search_activate);
   gtk_widget_class_bind_template_callback (widget_class, on_conversation_activated);
@@ -505,6 +602,7 @@ natter_window_class_init (NatterWindowClass *klass)
   gtk_widget_class_install_action (widget_class, "win.show-sidebar", NULL, show_sidebar_action);
   gtk_widget_class_install_action (widget_class, "win.add-contact", NULL, add_contact_action);
   gtk_widget_class_install_action (widget_class, "win.show-contacts", NULL, show_contacts_action);
+  gtk_widget_class_install_action (widget_class, "win.new-group", NULL, new_group_action);
   gtk_widget_class_install_action (widget_class, "win.search-conversations", NULL, search_conversations_action);
   gtk_widget_class_install_action (widget_class, "win.move-conversation", "i", move_conversation_action);
 
@@ -512,6 +610,8 @@ natter_window_class_init (NatterWindowClass *klass)
                                        "win.copy-peer-id", NULL);
   gtk_widget_class_add_binding_action (widget_class, GDK_KEY_n, GDK_CONTROL_MASK,
                                        "win.add-contact", NULL);
+  gtk_widget_class_add_binding_action (widget_class, GDK_KEY_n, GDK_CONTROL_MASK | GDK_SHIFT_MASK,
+                                       "win.new-group", NULL);
   gtk_widget_class_add_binding_action (widget_class, GDK_KEY_k, GDK_CONTROL_MASK,
                                        "win.search-conversations", NULL);
   gtk_widget_class_add_binding_action (widget_class, GDK_KEY_Up, GDK_ALT_MASK,
@@ -565,7 +665,7 @@ natter_window_get_profile (NatterWindow *self)
 /**
  * natter_window_open_conversation:
  * @self: a window
- * @peer_id: the contact to talk to
+ * @peer_id: the contact to talk to, or the ID of one of our groups
  *
  * Shows the conversation with @peer_id, which need not have a message yet.
  */
@@ -575,15 +675,23 @@ natter_window_open_conversation (NatterWindow *self,
 {
   GApplication *app;
   g_autofree char *id = NULL;
+  gboolean group;
 
   g_return_if_fail (NATTER_IS_WINDOW (self));
   g_return_if_fail (peer_id != NULL);
 
-  natter_chat_view_set_peer_id (self->chat_view, peer_id);
-  gtk_stack_set_visible_child_name (self->content_stack, "chat");
+  group = is_group (self, peer_id);
+  if (group)
+    natter_group_view_set_group_id (self->group_view, peer_id);
+  else
+    natter_chat_view_set_peer_id (self->chat_view, peer_id);
+  gtk_stack_set_visible_child_name (self->content_stack, group ? "group" : "chat");
   adw_leaflet_navigate (self->leaflet, ADW_NAVIGATION_DIRECTION_FORWARD);
   queue_reselect (self);
-  natter_chat_view_focus_composer (self->chat_view);
+  if (group)
+    natter_group_view_focus_composer (self->group_view);
+  else
+    natter_chat_view_focus_composer (self->chat_view);
 
   app = G_APPLICATION (gtk_window_get_application (GTK_WINDOW (self)));
   if (app != NULL)
@@ -592,7 +700,7 @@ natter_window_open_conversation (NatterWindow *self,
       g_application_withdraw_notification (app, id);
     }
   if (conversation_in_view (self, peer_id))
-    natter_chat_view_mark_read (self->chat_view);
+    on_is_active_changed (self);
 }
 
 /**

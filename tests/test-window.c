@@ -488,9 +488,11 @@ test_window_long_conversation (Fixture       *fixture,
   spin_until (widget_is_mapped, window);
 
   collect_widgets (GTK_WIDGET (window), GTK_TYPE_LIST_VIEW, lists);
-  /* The first of the chat view's lists; the second one is for search results. */
+  /* The first of the chat view's lists (the second one is for search
+   * results), not the group view's. */
   for (guint i = lists->len; i > 0; i--)
-    if (gtk_widget_has_css_class (g_ptr_array_index (lists, i - 1), "chat-history"))
+    if (gtk_widget_has_css_class (g_ptr_array_index (lists, i - 1), "chat-history") &&
+        gtk_widget_get_ancestor (g_ptr_array_index (lists, i - 1), NATTER_TYPE_CHAT_VIEW) != NULL)
       list = g_ptr_array_index (lists, i - 1);
   g_assert_nonnull (list);
 

@@ -148,18 +148,28 @@ def message(mtype, attrs=b"", key=None, txid=None):
     return hdr + attrs + attr(0x0008, mac), txid
 
 def transact(sock, dst, mtype, attrs=b"", key=None, timeout=0.4, tries=5):
+    """Retransmits with a doubling timeout (RFC 5389 7.2.1).  A busy server
+    may answer the first copy with success and a retransmitted one with an
+    error (TURN's 437 Allocation Mismatch): after a retransmission, an
+    error is returned only if no success comes within the timeout."""
     msg, txid = message(mtype, attrs, key)
-    for _ in range(tries):
+    error = None
+    for attempt in range(tries):
         sock.sendto(msg, dst)
-        end = time.monotonic() + timeout
+        end = time.monotonic() + timeout * (2 ** attempt)
         while True:
             left = end - time.monotonic()
             if left <= 0 or not select.select([sock], [], [], left)[0]:
                 break
             data, src = sock.recvfrom(4096)
             p = parse(data)
-            if p and p[1] == txid:
+            if not p or p[1] != txid:
+                continue
+            if p[0] & 0x0110 != 0x0110 or attempt == 0:
                 return p
+            error = p
+        if error is not None:
+            return error
     raise TimeoutError("no STUN response from %s:%d" % dst)
 
 def error_code(attrs):

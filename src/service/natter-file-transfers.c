@@ -1140,6 +1140,14 @@ files_pump_peer (NatterFileTransfers *self,
     transfer_pump_reads (self, g_ptr_array_index (senders, i));
 }
 
+gsize
+natter_file_transfers_get_send_window (NatterFileTransfers *self)
+{
+  g_return_val_if_fail (NATTER_IS_FILE_TRANSFERS (self), 0);
+
+  return self->send_window;
+}
+
 void
 natter_file_transfers_pump (NatterFileTransfers *self,
                             const char          *peer_id)

@@ -85,6 +85,8 @@ void     natter_file_transfers_peer_lost        (NatterFileTransfers  *self,
 /* The connection to @peer_id has room again. */
 void     natter_file_transfers_pump             (NatterFileTransfers  *self,
                                                  const char           *peer_id);
+/* The most file data the connection to a peer holds (bytes buffered). */
+gsize    natter_file_transfers_get_send_window  (NatterFileTransfers  *self);
 /* A frame on a bulk stream. */
 void     natter_file_transfers_handle_frame     (NatterFileTransfers  *self,
                                                  const char           *peer_id,

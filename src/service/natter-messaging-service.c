@@ -1013,6 +1013,31 @@ outbox_item_sign (NatterMessagingService *self,
   return TRUE;
 }
 
+/* Above this buffered amount the link's outbox pauses.  File data has a
+ * window of its own (bulk streams, which usrsctp chunks after chat): the
+ * mark counts only what is beyond it, so chat and control messages never
+ * wait in our queues for file data to drain. */
+static gsize
+link_high_water (Link *link)
+{
+  NatterMessagingService *self = link->service;
+
+  return SEND_HIGH_WATER + (self->files != NULL ? natter_file_transfers_get_send_window (self->files) : 0);
+}
+
+/* The outbox resumes, and file data is topped up, when the buffered amount
+ * falls to this: half the files' window, so that the connection never runs
+ * dry while the main context wakes up to refill it. */
+static gsize
+link_low_water (Link *link)
+{
+  NatterMessagingService *self = link->service;
+
+  if (self->files != NULL)
+    return MIN (SEND_HIGH_WATER, natter_file_transfers_get_send_window (self->files)) / 2;
+  return SEND_HIGH_WATER / 4;
+}
+
 static gboolean
 link_send_frame (Link   *link,
                  GBytes *wire)
@@ -1027,7 +1052,7 @@ link_send_frame (Link   *link,
       return FALSE;
     }
   link->service->stats.messages_sent++;
-  if (natter_peer_connection_get_buffered_amount (link->pc) > SEND_HIGH_WATER)
+  if (natter_peer_connection_get_buffered_amount (link->pc) > link_high_water (link))
     link->paused = TRUE;
   return TRUE;
 }
@@ -1620,7 +1645,7 @@ link_start_connection (Link *link)
   link->pc = pc;
   link->pc_started_us = g_get_monotonic_time ();
   link->generation++;
-  natter_peer_connection_set_buffered_amount_low_threshold (pc, SEND_HIGH_WATER / 4);
+  natter_peer_connection_set_buffered_amount_low_threshold (pc, link_low_water (link));
   g_signal_connect (pc, "signal", G_CALLBACK (on_pc_signal), link);
   g_signal_connect (pc, "notify::state", G_CALLBACK (on_pc_state), link);
   g_signal_connect (pc, "message", G_CALLBACK (link_on_message), link);

@@ -197,6 +197,15 @@ set_isolated (Cluster *cluster,
 static void measure_scale (Scale     *scale,
                            GPtrArray *children);
 
+static int
+compare_gint64 (const void *a,
+                const void *b)
+{
+  gint64 x = *(const gint64 *) a, y = *(const gint64 *) b;
+
+  return (x > y) - (x < y);
+}
+
 static gboolean
 run_size_in_process (NatterBenchReport *report,
           guint              n,
@@ -859,6 +868,9 @@ run_size_processes (NatterBenchReport *report,
   g_autofree char *url = NULL;
   g_autofree char *group = NULL;
   g_autofree double *reach = g_new0 (double, n_messages);
+  g_autofree double *reach_first = g_new0 (double, n_messages);
+  g_autofree double *reach_half = g_new0 (double, n_messages);
+  g_autofree gint64 *offsets = g_new0 (gint64, n);
   double setup_start = natter_bench_now ();
   double setup_s, catch_up_ms = -1;
   double cpu_before = 0, timed_start = 0;
@@ -1073,10 +1085,16 @@ run_size_processes (NatterBenchReport *report,
             if (at == NULL)
               all = FALSE;
             else
-              last = MAX (last, *at);
+              {
+                last = MAX (last, *at);
+                offsets[j - 1] = *at - start;
+              }
           }
         if (!all)
           continue;
+        qsort (offsets, n - 1, sizeof (gint64), compare_gint64);
+        reach_first[reached] = offsets[0] / 1000.0;
+        reach_half[reached] = offsets[(n - 1) / 2] / 1000.0;
         reach[reached++] = (last - start) / 1000.0;
         {
           g_autofree char *wire = child_call (hub, "wire %s %s", group, items[i]);
@@ -1181,6 +1199,12 @@ out:
       g_snprintf (key, sizeof key, "n%u_reach_all_p99_ms", n);
       g_snprintf (label, sizeof label, "%u members: reach-all p99 (ms)", n);
       natter_bench_report_add (report, key, natter_bench_percentile (reach, reached, 99), label);
+      g_snprintf (key, sizeof key, "n%u_reach_first_p50_ms", n);
+      g_snprintf (label, sizeof label, "%u members: first member reached, p50 (ms)", n);
+      natter_bench_report_add (report, key, natter_bench_percentile (reach_first, reached, 50), label);
+      g_snprintf (key, sizeof key, "n%u_reach_half_p50_ms", n);
+      g_snprintf (label, sizeof label, "%u members: half of the members reached, p50 (ms)", n);
+      natter_bench_report_add (report, key, natter_bench_percentile (reach_half, reached, 50), label);
       g_snprintf (key, sizeof key, "n%u_upload_copies_per_msg", n);
       g_snprintf (label, sizeof label, "%u members: sender's copies per message (fan-out %u)", n, fanout);
       natter_bench_report_add (report, key, (double) (copies_after - copies_before) / n_messages, label);

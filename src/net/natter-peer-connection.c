@@ -1098,7 +1098,10 @@ on_tick (gpointer data)
       return G_SOURCE_REMOVE;
     }
 
-  if (now - inner->last_tx_us >= (gint64) NATTER_PEER_KEEPALIVE_MS * 1000)
+  /* Only a side that has not heard from the peer lately asks: the peer's
+   * SCTP acknowledges the keepalive, so one of them a period keeps both
+   * sides' silence timers quiet, and a busy sender's data does as much. */
+  if (now - inner->last_rx_us >= (gint64) NATTER_PEER_KEEPALIVE_MS * 1000)
     {
       static const guint8 ping = 0;
       g_autoptr(GBytes) bytes = g_bytes_new_static (&ping, 1);

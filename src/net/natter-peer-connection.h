@@ -69,9 +69,10 @@ const char *natter_peer_connection_state_to_string (NatterPeerConnectionState st
 #define NATTER_PEER_STREAM_FIRST_BULK 2
 #define NATTER_PEER_MAX_MESSAGE_SIZE  65536
 
-/* A peer that is silent this long is lost: keepalives go out every
- * NATTER_PEER_KEEPALIVE_MS while nothing else does. */
-#define NATTER_PEER_KEEPALIVE_MS      1000
+/* A peer that is silent this long is lost: a side that has heard nothing
+ * for NATTER_PEER_KEEPALIVE_MS sends a keepalive, which the peer's SCTP
+ * acknowledges. */
+#define NATTER_PEER_KEEPALIVE_MS      2000
 #define NATTER_PEER_TIMEOUT_MS        10000
 
 /* Largest signal blob accepted. */

@@ -50,6 +50,11 @@
 /* How much one dispatch of the pump reads before yielding the context. */
 #define READ_BUDGET_BYTES        (1024 * 1024)
 #define STACK_TICK_MS            10
+/* With every association established and nothing in flight, the only
+ * timers left are heartbeats (seconds apart): the stack ticks this
+ * rarely, and any packet in or out brings the fast tick back. */
+#define STACK_IDLE_TICK_MS       250
+#define STACK_IDLE_AFTER_MS      50      /* past the delayed SACK (20 ms) */
 /* Whole messages at least this large are delivered in the buffer they
  * were read into. */
 #define STEAL_READ_BUF_MIN       (16 * 1024)
@@ -172,6 +177,9 @@ static struct
   GThread *thread;           /* the one thread allowed to call usrsctp */
   GSource *timer;            /* borrowed; cleared by its destroy notify */
   gint64 last_tick_us;
+  gint64 last_activity_us;   /* a packet in or out */
+  gboolean slow;             /* ticking every STACK_IDLE_TICK_MS */
+  gint64 next_quiescent_check_us;
   GHashTable *live;          /* addr -> NatterSctpAssociation (borrowed) */
   guintptr next_addr;
   guint callback_depth;      /* > 0 while inside conn_output's packet-out call */
@@ -187,6 +195,48 @@ static inline gboolean
 on_stack_thread (void)
 {
   return stack.thread == g_thread_self ();
+}
+
+/* Brings usrsctp's clock (its `ticks`, which only our calls advance) up
+ * to now, firing what is due. */
+static void
+stack_advance (gint64 now)
+{
+  gint64 elapsed_ms = (now - stack.last_tick_us) / 1000;
+
+  if (elapsed_ms > 0)
+    {
+      /* Keep the remainder, so that ticks do not drift behind the clock. */
+      stack.last_tick_us += elapsed_ms * 1000;
+      usrsctp_handle_timers ((guint32) MIN (elapsed_ms, G_MAXUINT32));
+    }
+}
+
+/* Called before anything that enters usrsctp from outside (a packet in,
+ * a send, a connect, a shutdown) and on every packet out: timers (delayed
+ * SACK, retransmission) may now be due within milliseconds, so the fast
+ * tick comes back at once.  Coming out of the slow tick, the stack's
+ * clock is brought up to date first: a timer started on a clock up to
+ * STACK_IDLE_TICK_MS behind would fire that much early (a spurious
+ * retransmission), and a round trip measured from it would be too long. */
+static inline void
+stack_wake (gboolean outside)
+{
+  stack.last_activity_us = g_get_monotonic_time ();
+  if (G_UNLIKELY (stack.slow) && stack.timer != NULL)
+    {
+      stack.slow = FALSE;
+      if (outside)
+        stack_advance (stack.last_activity_us);
+      g_source_set_ready_time (stack.timer, stack.last_tick_us + STACK_TICK_MS * 1000);
+    }
+}
+
+/* Before we call into usrsctp (never from inside it). */
+static inline void
+stack_kick (void)
+{
+  stack_wake (stack.callback_depth == 0);
 }
 
 /* The SCTP checksum (CRC32c, RFC 4960 appendix B) of @len bytes, in the
@@ -268,6 +318,7 @@ conn_output (void    *addr,
     }
 
   self->stats.packets_out++;
+  stack_wake (FALSE);   /* inside usrsctp: no timers from here */
   stack.callback_depth++;
   /* @self may be finalized by the time this returns: do not touch it. */
   self->packet_out_func (self, data, length, self->packet_out_data);
@@ -359,20 +410,66 @@ stack_try_finish (void)
   return finished;
 }
 
+/* Whether no association has anything under way that a timer serves:
+ * all established, no data unacknowledged or waiting, nothing queued. */
+static gboolean
+stack_quiescent (void)
+{
+  GHashTableIter iter;
+  gpointer value;
+
+  if (stack.graveyard != NULL || stack.live == NULL)
+    return FALSE;
+  g_hash_table_iter_init (&iter, stack.live);
+  while (g_hash_table_iter_next (&iter, NULL, &value))
+    {
+      NatterSctpAssociation *self = value;
+      struct sctp_status status = { 0 };
+      socklen_t len = sizeof status;
+
+      if (self->sock == NULL || self->state != NATTER_SCTP_STATE_OPEN ||
+          self->send_queue.length > 0 || self->shutdown_wanted)
+        return FALSE;
+      if (usrsctp_getsockopt (self->sock, IPPROTO_SCTP, SCTP_STATUS, &status, &len) < 0 ||
+          status.sstat_state != SCTP_ESTABLISHED || status.sstat_unackdata > 0 ||
+          status.sstat_penddata > 0)
+        return FALSE;
+    }
+  return TRUE;
+}
+
 static gboolean
 stack_tick (gpointer data)
 {
-  gint64 elapsed_ms = (g_get_monotonic_time () - stack.last_tick_us) / 1000;
+  GSource *timer = data;
+  gint64 now;
 
-  if (elapsed_ms > 0)
-    {
-      /* Keep the remainder, so that ticks do not drift behind the clock. */
-      stack.last_tick_us += elapsed_ms * 1000;
-      usrsctp_handle_timers ((guint32) MIN (elapsed_ms, G_MAXUINT32));
-    }
+  stack_advance (g_get_monotonic_time ());
   stack_bury_graves ();
 
-  return stack_try_finish () ? G_SOURCE_REMOVE : G_SOURCE_CONTINUE;
+  if (stack_try_finish ())
+    return G_SOURCE_REMOVE;
+
+  now = g_get_monotonic_time ();
+  /* Asking every association costs a socket option each: once per quiet
+   * spell of STACK_IDLE_AFTER_MS, not every tick. */
+  if (!stack.slow && now - stack.last_activity_us >= STACK_IDLE_AFTER_MS * 1000 &&
+      now >= stack.next_quiescent_check_us)
+    {
+      stack.next_quiescent_check_us = now + STACK_IDLE_AFTER_MS * 1000;
+      stack.slow = stack_quiescent ();
+    }
+  g_source_set_ready_time (timer, stack.last_tick_us +
+                           (stack.slow ? STACK_IDLE_TICK_MS : STACK_TICK_MS) * 1000);
+  return G_SOURCE_CONTINUE;
+}
+
+static gboolean
+stack_tick_dispatch (GSource     *source,
+                     GSourceFunc  callback,
+                     gpointer     user_data)
+{
+  return callback (user_data);
 }
 
 /* Runs when the timer is destroyed, also when its context is finalized
@@ -433,9 +530,12 @@ stack_acquire (GMainContext *context,
 
   if (stack.timer == NULL)
     {
-      GSource *timer = g_timeout_source_new (STACK_TICK_MS);
+      static GSourceFuncs tick_funcs = { .dispatch = stack_tick_dispatch };
+      GSource *timer = g_source_new (&tick_funcs, sizeof (GSource));
 
       g_source_set_static_name (timer, "[natter] usrsctp timers");
+      g_source_set_ready_time (timer, g_get_monotonic_time () + STACK_TICK_MS * 1000);
+      stack.slow = FALSE;
       g_source_set_callback (timer, stack_tick, timer, stack_timer_destroyed);
       g_source_attach (timer, context);
       g_source_unref (timer);
@@ -651,6 +751,7 @@ try_send (NatterSctpAssociation  *self,
   /* Each send is one whole message; SCTP_EXPLICIT_EOR stays off. */
   spa.sendv_sndinfo.snd_flags = SCTP_EOR;
 
+  stack_kick ();
   sent = usrsctp_sendv (self->sock, data, size, NULL, 0, &spa, sizeof spa,
                         SCTP_SENDV_SPA, 0);
   saved_errno = errno;
@@ -931,6 +1032,7 @@ static void
 start_shutdown (NatterSctpAssociation *self)
 {
   self->shutdown_sent = TRUE;
+  stack_kick ();
   if (usrsctp_shutdown (self->sock, SHUT_WR) < 0 && errno != ENOTCONN)
     {
       g_debug ("SCTP shutdown failed: %s", g_strerror (errno));
@@ -1166,6 +1268,7 @@ open_socket (NatterSctpAssociation  *self,
   /* Both ends connect (simultaneous open, RFC 8841 9.3); this sends the
    * INIT at once, through conn_output. */
   remote = make_address (self, self->remote_port);
+  stack_kick ();
   if (usrsctp_connect (self->sock, (struct sockaddr *) &remote, sizeof remote) < 0
       && errno != EINPROGRESS)
     {
@@ -1628,6 +1731,7 @@ natter_sctp_association_receive_packet (NatterSctpAssociation *self,
     return;
 
   self->stats.packets_in++;
+  stack_kick ();
 
   if (self->state == NATTER_SCTP_STATE_NEW)
     {

@@ -692,8 +692,11 @@ build_control (NatterGroups      *self,
   message->ttl = CONTROL_TTL_MS;
   json_object_unref (message->content);
   message->content = content;
-  if ((pairwise && !natter_message_encrypt_for_peer (message, self->identity, peer, &error)) ||
-      !natter_message_sign (message, self->identity, &error) ||
+  /* Control frames go straight to @peer over the session, which already
+   * authenticates us (protocol.md section 7): only the pairwise ones,
+   * welcomes and keys, are signed as well. */
+  if ((pairwise && (!natter_message_encrypt_for_peer (message, self->identity, peer, &error) ||
+                    !natter_message_sign (message, self->identity, &error))) ||
       !(wire = natter_message_encode (message, &error)))
     {
       g_warning ("Could not build a group frame: %s", error->message);
@@ -2566,9 +2569,14 @@ natter_groups_receive (NatterGroups  *self,
   /* Stream messages (with a key ID) name their recipients in `tree`, and
    * only they have one. */
   stream = message->type == NATTER_MESSAGE_TYPE_GROUP_MESSAGE && message->key_id != NULL;
-  if ((stream ? message->tree == NULL
-              : message->tree != NULL || !g_strv_contains ((const char * const *) message->to, self->self_id)) ||
-      !natter_message_verify (message, &error))
+  /* A stream message may come from any member on its way down the tree,
+   * so its author's signature is what vouches for it.  Everything else
+   * comes from its author over the session (checked here once for all),
+   * which authenticates it: it need not be signed. */
+  if ((stream ? message->tree == NULL || !natter_message_verify (message, &error)
+              : message->tree != NULL || !g_strv_contains ((const char * const *) message->to, self->self_id) ||
+                g_strcmp0 (message->from, from_peer) != 0 ||
+                (message->encrypted && !natter_message_verify (message, &error))))
     {
       self->stats.rejected++;
       g_debug ("Group frame %s from %s refused: %s", message->id, from_peer,

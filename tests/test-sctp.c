@@ -593,6 +593,77 @@ test_chat_in_order (void)
   teardown (wire, context);
 }
 
+static gboolean
+has_n_received (gpointer data)
+{
+  guint *counts = data;
+
+  return counts[0] >= counts[1];
+}
+
+static void
+count_message (NatterSctpAssociation *assoc,
+               guint                  stream,
+               guint                  ppid,
+               GBytes                *message,
+               gpointer               user_data)
+{
+  guint *counts = user_data;
+
+  counts[0]++;
+}
+
+/* A quiet stack ticks its timers rarely; whatever comes next goes out and
+ * is answered as promptly as before, and nothing is sent twice (a timer
+ * fired early after the quiet spell would retransmit: one packet more). */
+static void
+test_idle_tick (void)
+{
+  g_autoptr(GMainContext) context = g_main_context_new ();
+  Wire *wire = open_pair (context, 17);
+  static const guint8 payload[200] = { 0 };
+  g_autoptr(GBytes) message = g_bytes_new_static (payload, sizeof payload);
+  guint counts[2] = { 0, 0 };   /* received, wanted */
+  gulong handler;
+
+  handler = g_signal_connect (wire->side[1], "message-received", G_CALLBACK (count_message), counts);
+
+  for (guint round = 0; round < 6; round++)
+    {
+      g_autoptr(GError) error = NULL;
+      NatterSctpStats before, after;
+      guint64 packets;
+      gint64 start;
+
+      /* Quiet: after the last SACK, no packet at all, on the slow tick.
+       * The spells differ so that the sends below fall at different
+       * points of the slow tick's 250 ms. */
+      run_for (context, 300);
+      packets = wire->packets;
+      run_for (context, 60 + 40 * round);
+      g_assert_cmpuint (wire->packets, ==, packets);
+      g_assert_cmpuint (natter_sctp_stack_get_tick_ms (), ==, 250);
+
+      natter_sctp_association_get_stats (wire->side[0], &before);
+      start = g_get_monotonic_time ();
+      counts[1]++;
+      g_assert_true (natter_sctp_association_send (wire->side[0], 1, TEST_PPID, message, &error));
+      g_assert_no_error (error);
+      g_assert_cmpuint (natter_sctp_stack_get_tick_ms (), ==, 10);
+      run_until (context, has_n_received, counts);
+      g_assert_cmpint (g_get_monotonic_time () - start, <, 100 * 1000);
+
+      /* Past the delayed SACK and the shortest retransmission timeout:
+       * the one DATA packet, and not a second copy. */
+      run_for (context, 260);
+      natter_sctp_association_get_stats (wire->side[0], &after);
+      g_assert_cmpuint (after.packets_out - before.packets_out, ==, 1);
+    }
+
+  g_signal_handler_disconnect (wire->side[1], handler);
+  teardown (wire, context);
+}
+
 static void
 test_streams_interleaved (void)
 {
@@ -952,6 +1023,7 @@ main (int   argc,
   g_test_add_func ("/sctp/late-connect", test_late_connect);
   g_test_add_func ("/sctp/chat-in-order", test_chat_in_order);
   g_test_add_func ("/sctp/streams-interleaved", test_streams_interleaved);
+  g_test_add_func ("/sctp/idle-tick", test_idle_tick);
   g_test_add_func ("/sctp/too-large", test_too_large);
   g_test_add_func ("/sctp/lossy", test_lossy);
   g_test_add_func ("/sctp/reorder-duplicate", test_reorder_duplicate);

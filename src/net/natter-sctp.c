@@ -216,9 +216,8 @@ stack_advance (gint64 now)
  * a send, a connect, a shutdown) and on every packet out: timers (delayed
  * SACK, retransmission) may now be due within milliseconds, so the fast
  * tick comes back at once.  Coming out of the slow tick, the stack's
- * clock is brought up to date first: a timer started on a clock up to
- * STACK_IDLE_TICK_MS behind would fire that much early (a spurious
- * retransmission), and a round trip measured from it would be too long. */
+ * clock (up to STACK_IDLE_TICK_MS behind) is brought up to date first,
+ * so that the timers started next count from now. */
 static inline void
 stack_wake (gboolean outside)
 {
@@ -582,6 +581,26 @@ natter_sctp_stack_is_running (void)
   G_UNLOCK (stack);
 
   return running;
+}
+
+/**
+ * natter_sctp_stack_get_tick_ms:
+ *
+ * How often usrsctp's timers run now: every 10 ms while anything is under
+ * way, every 250 ms while every association is quiet.
+ *
+ * Returns: the interval in milliseconds, or 0 when usrsctp is not running
+ */
+guint
+natter_sctp_stack_get_tick_ms (void)
+{
+  guint tick;
+
+  G_LOCK (stack);
+  tick = !stack.running || stack.timer == NULL ? 0 : stack.slow ? STACK_IDLE_TICK_MS : STACK_TICK_MS;
+  G_UNLOCK (stack);
+
+  return tick;
 }
 
 /* The association */

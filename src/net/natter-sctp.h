@@ -182,5 +182,7 @@ void     natter_sctp_association_get_stats          (NatterSctpAssociation   *se
  * usrsctp_finish() succeeds after the last one is gone (closing
  * associations linger in usrsctp for a few timer ticks). */
 gboolean natter_sctp_stack_is_running (void);
+/* How often usrsctp's timers run now (ms); 0 when it is not running. */
+guint    natter_sctp_stack_get_tick_ms (void);
 
 G_END_DECLS

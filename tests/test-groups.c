@@ -19,6 +19,7 @@
 
 #include "natter-crypto.h"
 #include "natter-group-cluster.h"
+#include "natter-groups-private.h"
 #include "natter-message.h"
 
 static const char *server_path;
@@ -817,6 +818,85 @@ test_restart (void)
   g_assert_null (natter_groups_get_info (member->groups, cluster->group_id));
 }
 
+/* Control frames (typing here) travel unsigned: the session vouches for
+ * their author, so one that names another member as its author is
+ * refused.  Stream frames still need their author's signature, whoever
+ * passes them on. */
+static guint64
+rejected_count (ClusterNode *node)
+{
+  NatterGroupsStats stats;
+
+  natter_groups_get_stats (node->groups, &stats);
+  return stats.rejected;
+}
+
+static void
+test_control_frames (void)
+{
+  g_autoptr(Cluster) cluster = start_cluster (3, 0);
+  g_autoptr(GError) error = NULL;
+  ClusterNode *alice = cluster_node (cluster, 0);
+  ClusterNode *bob = cluster_node (cluster, 1);
+  ClusterNode *carol = cluster_node (cluster, 2);
+  g_autoptr(NatterMessage) typing = natter_message_new (NATTER_MESSAGE_TYPE_TYPING_INDICATOR);
+  g_autoptr(NatterMessage) decoded = NULL;
+  g_autoptr(NatterMessage) stream = NULL;
+  g_autoptr(GBytes) wire = NULL;
+  g_autoptr(GBytes) stripped = NULL;
+  g_autofree char *msg_id = NULL;
+  g_auto(GStrv) shown = NULL;
+  guint64 rejected;
+
+  /* Carol's typing, unsigned, as her own connection would bring it. */
+  typing->from = g_strdup (carol->peer_id);
+  g_strfreev (typing->to);
+  typing->to = g_new0 (char *, 2);
+  typing->to[0] = g_strdup (alice->peer_id);
+  typing->group = g_strdup (cluster->group_id);
+  typing->ttl = 60000;
+  json_object_set_boolean_member (typing->content, "typing", TRUE);
+  wire = natter_message_encode (typing, &error);
+  g_assert_no_error (error);
+  decoded = natter_message_decode (wire, NATTER_MESSAGE_DECODE_NONE, &error);
+  g_assert_no_error (error);
+  g_assert_false (decoded->has_signature);
+
+  /* Brought by Bob: refused, nobody shows as typing. */
+  rejected = rejected_count (alice);
+  g_assert_true (natter_groups_receive (alice->groups, bob->peer_id, decoded, wire));
+  g_assert_cmpuint (rejected_count (alice), ==, rejected + 1);
+  shown = natter_groups_get_typing (alice->groups, cluster->group_id);
+  g_assert_cmpuint (g_strv_length (shown), ==, 0);
+  g_clear_pointer (&shown, g_strfreev);
+
+  /* Brought by Carol: taken. */
+  g_assert_true (natter_groups_receive (alice->groups, carol->peer_id, decoded, wire));
+  g_assert_cmpuint (rejected_count (alice), ==, rejected + 1);
+  shown = natter_groups_get_typing (alice->groups, cluster->group_id);
+  g_assert_cmpuint (g_strv_length (shown), ==, 1);
+  g_assert_cmpstr (shown[0], ==, carol->peer_id);
+
+  /* A stream frame of Bob's without its signature is refused, even
+   * from Bob himself. */
+  msg_id = natter_groups_send_text (bob->groups, cluster->group_id, "signed", &error);
+  g_assert_no_error (error);
+  g_clear_pointer (&wire, g_bytes_unref);
+  wire = natter_groups_dup_wire (bob->groups, cluster->group_id, msg_id);
+  g_assert_nonnull (wire);
+  stream = natter_message_decode (wire, NATTER_MESSAGE_DECODE_VERIFY, &error);
+  g_assert_no_error (error);
+  stream->has_signature = FALSE;
+  stripped = natter_message_encode (stream, &error);
+  g_assert_no_error (error);
+  g_clear_pointer (&stream, natter_message_unref);
+  stream = natter_message_decode (stripped, NATTER_MESSAGE_DECODE_NONE, &error);
+  g_assert_no_error (error);
+  rejected = rejected_count (carol);
+  g_assert_true (natter_groups_receive (carol->groups, bob->peer_id, stream, stripped));
+  g_assert_cmpuint (rejected_count (carol), ==, rejected + 1);
+}
+
 int
 main (int   argc,
       char *argv[])
@@ -835,5 +915,6 @@ main (int   argc,
   g_test_add_func ("/groups/fanout", test_fanout);
   g_test_add_func ("/groups/catch-up", test_catch_up);
   g_test_add_func ("/groups/restart", test_restart);
+  g_test_add_func ("/groups/control-frames", test_control_frames);
   return g_test_run ();
 }

@@ -317,6 +317,46 @@ test_peer_id_invalid_key (void)
     }
 }
 
+/* IDs that parsed once are remembered: asking again gives the same key,
+ * every spelling of a bad ID is still refused each time, and more IDs
+ * than are remembered still parse right. */
+static void
+test_peer_id_repeated (void)
+{
+  g_autoptr(NatterIdentity) a = identity_from_counting_seed (0);
+  const char *peer_id = natter_identity_get_peer_id (a);
+  g_autofree char *mistyped = g_strdup (peer_id);
+  g_autoptr(GPtrArray) identities = g_ptr_array_new_with_free_func (g_object_unref);
+  guint8 small_order[NATTER_PUBLIC_KEY_LEN] = { 1 };
+  g_autofree char *bad_key = natter_peer_id_from_public_key (small_order);
+
+  mistyped[10] = mistyped[10] == 'a' ? 'b' : 'a';
+  for (guint round = 0; round < 3; round++)
+    {
+      guint8 key[NATTER_PUBLIC_KEY_LEN];
+      GError *error = NULL;
+
+      g_assert_true (natter_peer_id_parse (peer_id, key, &error));
+      g_assert_no_error (error);
+      g_assert_cmpmem (key, sizeof key, natter_identity_get_public_key (a), NATTER_PUBLIC_KEY_LEN);
+      assert_parse_fails (mistyped, NATTER_IDENTITY_ERROR_BAD_CHECKSUM);
+      assert_parse_fails (bad_key, NATTER_IDENTITY_ERROR_INVALID_KEY);
+    }
+
+  for (guint i = 0; i < 1500; i++)
+    g_ptr_array_add (identities, natter_identity_new_random ());
+  for (guint pass = 0; pass < 2; pass++)
+    for (guint i = 0; i < identities->len; i++)
+      {
+        NatterIdentity *identity = g_ptr_array_index (identities, i);
+        guint8 key[NATTER_PUBLIC_KEY_LEN];
+
+        g_assert_true (natter_peer_id_parse (natter_identity_get_peer_id (identity), key, NULL));
+        g_assert_cmpmem (key, sizeof key, natter_identity_get_public_key (identity),
+                         NATTER_PUBLIC_KEY_LEN);
+      }
+}
+
 static void
 test_seed (void)
 {
@@ -693,6 +733,7 @@ main (int   argc,
   g_test_add_func ("/identity/peer-id/mistyped", test_peer_id_mistyped);
   g_test_add_func ("/identity/peer-id/malformed", test_peer_id_malformed);
   g_test_add_func ("/identity/peer-id/invalid-key", test_peer_id_invalid_key);
+  g_test_add_func ("/identity/peer-id/repeated", test_peer_id_repeated);
   g_test_add_func ("/identity/seed", test_seed);
   g_test_add_func ("/identity/sign-verify", test_sign_verify);
   g_test_add_func ("/identity/safety-number", test_safety_number);

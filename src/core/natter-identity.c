@@ -217,10 +217,65 @@ natter_peer_id_from_public_key (const guint8 *public_key)
  *
  * Returns: %TRUE on success
  */
+static gboolean peer_id_parse_text (const char  *text,
+                                    guint8       public_key[NATTER_PUBLIC_KEY_LEN],
+                                    GError     **error);
+
+/* Every signed frame names its author, so the same few IDs are parsed
+ * over and over; checking that the key is a valid point costs a scalar
+ * multiplication (tens of µs, as much as half a signature check).  The
+ * IDs that parsed are kept, spelled exactly as given, a bounded number. */
+#define PARSED_CACHE_MAX      1024
+#define PARSED_CACHE_TEXT_MAX (NATTER_PEER_ID_LEN + 16)
+
+G_LOCK_DEFINE_STATIC (parsed_cache);
+static GHashTable *parsed_cache;   /* text -> guint8[NATTER_PUBLIC_KEY_LEN] */
+
 gboolean
 natter_peer_id_parse (const char  *text,
                       guint8       public_key[NATTER_PUBLIC_KEY_LEN],
                       GError     **error)
+{
+  const guint8 *known = NULL;
+  gboolean cacheable;
+
+  g_return_val_if_fail (public_key != NULL, FALSE);
+  g_return_val_if_fail (error == NULL || *error == NULL, FALSE);
+
+  cacheable = text != NULL && strnlen (text, PARSED_CACHE_TEXT_MAX + 1) <= PARSED_CACHE_TEXT_MAX;
+  if (cacheable)
+    {
+      G_LOCK (parsed_cache);
+      if (parsed_cache != NULL)
+        known = g_hash_table_lookup (parsed_cache, text);
+      if (known != NULL)
+        memcpy (public_key, known, NATTER_PUBLIC_KEY_LEN);
+      G_UNLOCK (parsed_cache);
+      if (known != NULL)
+        return TRUE;
+    }
+
+  if (!peer_id_parse_text (text, public_key, error))
+    return FALSE;
+
+  if (cacheable)
+    {
+      G_LOCK (parsed_cache);
+      if (parsed_cache == NULL)
+        parsed_cache = g_hash_table_new_full (g_str_hash, g_str_equal, g_free, g_free);
+      if (g_hash_table_size (parsed_cache) >= PARSED_CACHE_MAX)
+        g_hash_table_remove_all (parsed_cache);
+      g_hash_table_insert (parsed_cache, g_strdup (text),
+                           g_memdup2 (public_key, NATTER_PUBLIC_KEY_LEN));
+      G_UNLOCK (parsed_cache);
+    }
+  return TRUE;
+}
+
+static gboolean
+peer_id_parse_text (const char  *text,
+                    guint8       public_key[NATTER_PUBLIC_KEY_LEN],
+                    GError     **error)
 {
   char clean[NATTER_PEER_ID_LEN];
   guint8 payload[PEER_ID_PAYLOAD_LEN];
@@ -230,9 +285,6 @@ natter_peer_id_parse (const char  *text,
   guint32 buffer = 0;
   guint bits = 0;
   gsize o = 0;
-
-  g_return_val_if_fail (public_key != NULL, FALSE);
-  g_return_val_if_fail (error == NULL || *error == NULL, FALSE);
 
   ensure_sodium ();
 

@@ -12,6 +12,7 @@
 #include "natter-identity.h"
 #include "natter-peer-connection.h"
 #include "natter-peer-connection-private.h"
+#include "natter-transport.h"
 
 /* ---- Helpers ------------------------------------------------------------ */
 
@@ -830,6 +831,142 @@ test_teardown (void)
   run_for_ms (300);
 }
 
+/* Work handed to the transport thread: each item runs once, on that
+ * thread, in the order each caller queued it, and is freed after; work
+ * queued by work runs later, not inside it. */
+typedef struct
+{
+  GMutex   lock;
+  GCond    cond;
+  GArray  *ran;        /* guint: caller * 100000 + sequence */
+  guint    freed;
+  guint    wrong_thread;
+  gboolean nested_ran_inside;
+  gboolean in_work;
+  NatterTransport *transport;
+} InvokeLog;
+
+typedef struct
+{
+  InvokeLog *log;
+  guint      tag;
+  gboolean   nest;
+} InvokeItem;
+
+static void
+invoke_item_free (gpointer data)
+{
+  InvokeItem *item = data;
+
+  g_mutex_lock (&item->log->lock);
+  item->log->freed++;
+  g_cond_broadcast (&item->log->cond);
+  g_mutex_unlock (&item->log->lock);
+  g_free (item);
+}
+
+static gboolean
+invoke_item_run (gpointer data)
+{
+  InvokeItem *item = data;
+  InvokeLog *log = item->log;
+
+  g_mutex_lock (&log->lock);
+  if (!natter_transport_is_current (log->transport))
+    log->wrong_thread++;
+  if (log->in_work)
+    log->nested_ran_inside = TRUE;
+  log->in_work = TRUE;
+  g_array_append_val (log->ran, item->tag);
+  g_mutex_unlock (&log->lock);
+
+  if (item->nest)
+    {
+      InvokeItem *nested = g_new0 (InvokeItem, 1);
+
+      nested->log = log;
+      nested->tag = 999999;
+      natter_transport_invoke (log->transport, invoke_item_run, nested, invoke_item_free);
+    }
+
+  g_mutex_lock (&log->lock);
+  log->in_work = FALSE;
+  g_mutex_unlock (&log->lock);
+  return G_SOURCE_CONTINUE;   /* ignored: work runs once */
+}
+
+static gpointer
+invoke_caller (gpointer data)
+{
+  InvokeItem *first = data;
+
+  for (guint i = 0; i < 2000; i++)
+    {
+      InvokeItem *item = g_new0 (InvokeItem, 1);
+
+      item->log = first->log;
+      item->tag = first->tag * 100000 + i;
+      item->nest = i == 1000;
+      natter_transport_invoke (first->log->transport, invoke_item_run, item, invoke_item_free);
+      if (i % 97 == 0)
+        g_thread_yield ();
+    }
+  return NULL;
+}
+
+static void
+test_transport_invoke (void)
+{
+  InvokeLog log = { 0 };
+  InvokeItem callers[3];
+  GThread *threads[3];
+  guint next[3] = { 0, 0, 0 };
+  guint nested = 0;
+  gint64 deadline = g_get_monotonic_time () + 30 * G_USEC_PER_SEC;
+
+  g_mutex_init (&log.lock);
+  g_cond_init (&log.cond);
+  log.ran = g_array_new (FALSE, FALSE, sizeof (guint));
+  log.transport = natter_transport_dup_default ();
+
+  for (guint c = 0; c < 3; c++)
+    {
+      callers[c].log = &log;
+      callers[c].tag = c + 1;
+      threads[c] = g_thread_new ("invoke-caller", invoke_caller, &callers[c]);
+    }
+  for (guint c = 0; c < 3; c++)
+    g_thread_join (threads[c]);
+
+  /* 3 × 2000 items and the 3 they queued themselves. */
+  g_mutex_lock (&log.lock);
+  while (log.freed < 3 * 2000 + 3)
+    g_assert_true (g_cond_wait_until (&log.cond, &log.lock, deadline));
+  g_mutex_unlock (&log.lock);
+
+  g_assert_cmpuint (log.ran->len, ==, 3 * 2000 + 3);
+  g_assert_cmpuint (log.wrong_thread, ==, 0);
+  g_assert_false (log.nested_ran_inside);
+  for (guint i = 0; i < log.ran->len; i++)
+    {
+      guint tag = g_array_index (log.ran, guint, i);
+
+      if (tag == 999999)
+        {
+          nested++;
+          continue;
+        }
+      g_assert_cmpuint (tag % 100000, ==, next[tag / 100000 - 1]);
+      next[tag / 100000 - 1]++;
+    }
+  g_assert_cmpuint (nested, ==, 3);
+
+  g_array_unref (log.ran);
+  g_object_unref (log.transport);
+  g_cond_clear (&log.cond);
+  g_mutex_clear (&log.lock);
+}
+
 int
 main (int    argc,
       char **argv)
@@ -839,6 +976,7 @@ main (int    argc,
   if (sodium_init () < 0)
     return 1;
 
+  g_test_add_func ("/peer-connection/transport-invoke", test_transport_invoke);
   g_test_add_func ("/peer-connection/connect", test_connect);
   g_test_add_func ("/peer-connection/messages", test_messages);
   g_test_add_func ("/peer-connection/too-large", test_too_large);

@@ -31,8 +31,9 @@ GMainContext    *natter_transport_get_context (NatterTransport *self);
 /* TRUE on the transport thread. */
 gboolean         natter_transport_is_current  (NatterTransport *self);
 
-/* Runs @func(@data) on the transport thread, later (never synchronously,
- * even from the transport thread, so that no caller is re-entered).
+/* Runs @func(@data) once on the transport thread, later (never
+ * synchronously, even from the transport thread, so that no caller is
+ * re-entered), in the order of the calls; its return value is ignored.
  * @destroy frees @data afterwards, on the transport thread. */
 void             natter_transport_invoke      (NatterTransport *self,
                                                GSourceFunc      func,

@@ -603,6 +603,26 @@ natter_sctp_stack_get_tick_ms (void)
   return tick;
 }
 
+/**
+ * natter_sctp_stack_get_next_tick_us:
+ *
+ * When usrsctp's timers run next, on the monotonic clock (for tests that
+ * time a send against the tick).
+ *
+ * Returns: the time in microseconds, or -1 when usrsctp is not running
+ */
+gint64
+natter_sctp_stack_get_next_tick_us (void)
+{
+  gint64 next;
+
+  G_LOCK (stack);
+  next = !stack.running || stack.timer == NULL ? -1 : g_source_get_ready_time (stack.timer);
+  G_UNLOCK (stack);
+
+  return next;
+}
+
 /* The association */
 
 static void
@@ -2015,4 +2035,18 @@ natter_sctp_association_get_stats (NatterSctpAssociation *self,
   g_return_if_fail (stats != NULL);
 
   *stats = self->stats;
+  stats->rto_ms = 0;
+  stats->cwnd_bytes = 0;
+  if (self->sock != NULL && stack.callback_depth == 0 && on_stack_thread () &&
+      (self->state == NATTER_SCTP_STATE_OPEN || self->state == NATTER_SCTP_STATE_CLOSING))
+    {
+      struct sctp_status status = { 0 };
+      socklen_t len = sizeof status;
+
+      if (usrsctp_getsockopt (self->sock, IPPROTO_SCTP, SCTP_STATUS, &status, &len) == 0)
+        {
+          stats->rto_ms = status.sstat_primary.spinfo_rto;
+          stats->cwnd_bytes = status.sstat_primary.spinfo_cwnd;
+        }
+    }
 }

@@ -72,6 +72,8 @@ typedef struct
   guint64 packets_out;           /* handed to the packet-out function */
   guint64 packets_in;            /* fed to receive_packet() */
   gsize   queued_peak_bytes;     /* largest our own send queue has been */
+  guint   rto_ms;                /* retransmission timeout now (0 if unknown) */
+  guint   cwnd_bytes;            /* congestion window now (0 if unknown) */
 } NatterSctpStats;
 
 #define NATTER_TYPE_SCTP_ASSOCIATION (natter_sctp_association_get_type ())
@@ -184,5 +186,6 @@ void     natter_sctp_association_get_stats          (NatterSctpAssociation   *se
 gboolean natter_sctp_stack_is_running (void);
 /* How often usrsctp's timers run now (ms); 0 when it is not running. */
 guint    natter_sctp_stack_get_tick_ms (void);
+gint64   natter_sctp_stack_get_next_tick_us (void);
 
 G_END_DECLS

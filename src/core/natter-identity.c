@@ -204,19 +204,6 @@ natter_peer_id_from_public_key (const guint8 *public_key)
   return peer_id;
 }
 
-/**
- * natter_peer_id_parse:
- * @text: a peer ID as typed or pasted by a user
- * @public_key: (out caller-allocates): where to store the public key
- * @error: return location for a #GError
- *
- * Parses a peer ID, ignoring case, white space and dashes.  A malformed ID
- * gives %NATTER_IDENTITY_ERROR_INVALID_PEER_ID, a mistyped one
- * %NATTER_IDENTITY_ERROR_BAD_CHECKSUM and one whose key is not a usable
- * Ed25519 point %NATTER_IDENTITY_ERROR_INVALID_KEY.
- *
- * Returns: %TRUE on success
- */
 static gboolean peer_id_parse_text (const char  *text,
                                     guint8       public_key[NATTER_PUBLIC_KEY_LEN],
                                     GError     **error);
@@ -231,6 +218,19 @@ static gboolean peer_id_parse_text (const char  *text,
 G_LOCK_DEFINE_STATIC (parsed_cache);
 static GHashTable *parsed_cache;   /* text -> guint8[NATTER_PUBLIC_KEY_LEN] */
 
+/**
+ * natter_peer_id_parse:
+ * @text: a peer ID as typed or pasted by a user
+ * @public_key: (out caller-allocates): where to store the public key
+ * @error: return location for a #GError
+ *
+ * Parses a peer ID, ignoring case, white space and dashes.  A malformed ID
+ * gives %NATTER_IDENTITY_ERROR_INVALID_PEER_ID, a mistyped one
+ * %NATTER_IDENTITY_ERROR_BAD_CHECKSUM and one whose key is not a usable
+ * Ed25519 point %NATTER_IDENTITY_ERROR_INVALID_KEY.
+ *
+ * Returns: %TRUE on success
+ */
 gboolean
 natter_peer_id_parse (const char  *text,
                       guint8       public_key[NATTER_PUBLIC_KEY_LEN],

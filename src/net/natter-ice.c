@@ -15,6 +15,7 @@
 #include <sys/socket.h>
 
 #include "natter-ice.h"
+#include "natter-loop-hub.h"
 
 /* Timers.  libnice's defaults are written for RTP over the Internet; ours:
  *
@@ -420,6 +421,9 @@ struct _NatterIceSession
   GObject                parent_instance;
 
   GMainContext          *context;
+  /* The agent's own context, run from the transport context by the loop
+   * hub (natter-loop-hub.c); released when the agent is finalized. */
+  GMainContext          *agent_context;
   NatterIceConfig       *config;
   gboolean               controlling;
 
@@ -607,6 +611,16 @@ on_new_selected_pair (NiceAgent     *agent,
   g_signal_emit (self, signals[SELECTED_PAIR_CHANGED], 0);
 }
 
+static void
+release_agent_context (gpointer  data,
+                       GObject  *agent)
+{
+  GMainContext *context = data;
+
+  natter_loop_hub_context_release (context);
+  g_main_context_unref (context);
+}
+
 /* The hot path: one call per datagram, straight from libnice's socket
  * source on the session's context. */
 static void
@@ -690,7 +704,7 @@ shutdown_agent (NatterIceSession *self,
 
   g_assert (agent != NULL);
 
-  nice_agent_attach_recv (agent, self->stream_id, COMPONENT_ID, self->context, NULL, NULL);
+  nice_agent_attach_recv (agent, self->stream_id, COMPONENT_ID, self->agent_context, NULL, NULL);
   g_signal_handlers_disconnect_by_data (agent, self);
   nice_agent_remove_stream (agent, self->stream_id);
 
@@ -751,7 +765,12 @@ natter_ice_session_constructed (GObject *object)
 #if NATTER_NICE_CONSENT_FRESHNESS
   options |= NICE_AGENT_OPTION_CONSENT_FRESHNESS;
 #endif
-  self->agent = nice_agent_new_full (self->context, NICE_COMPATIBILITY_RFC5245, options);
+  self->agent_context = natter_loop_hub_context_new (self->context);
+  self->agent = nice_agent_new_full (self->agent_context, NICE_COMPATIBILITY_RFC5245, options);
+  /* The agent may outlive us (its close completes later): the context
+   * goes when the agent does. */
+  g_object_weak_ref (G_OBJECT (self->agent), release_agent_context,
+                     g_main_context_ref (self->agent_context));
 
   /* UPnP is on by default in libnice and would send SSDP multicast to the
    * LAN and ask the router for a port.  It only starts while gathering, so
@@ -798,7 +817,7 @@ natter_ice_session_constructed (GObject *object)
   /* Attached before gathering, so that every socket libnice opens is
    * polled on our context from the start (STUN answers included). */
   nice_agent_attach_recv (self->agent, self->stream_id, COMPONENT_ID,
-                          self->context, on_recv, self);
+                          self->agent_context, on_recv, self);
 }
 
 static void
@@ -825,6 +844,7 @@ natter_ice_session_finalize (GObject *object)
   g_clear_pointer (&self->remote_ufrag, g_free);
   g_clear_pointer (&self->remote_pwd, g_free);
   g_clear_pointer (&self->context, g_main_context_unref);
+  g_clear_pointer (&self->agent_context, g_main_context_unref);
 
   G_OBJECT_CLASS (natter_ice_session_parent_class)->finalize (object);
 }

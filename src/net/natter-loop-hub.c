@@ -31,8 +31,9 @@
  * (acquires) each context for as long as it runs it. */
 
 #define MAX_EVENTS 64
-/* Descriptors closed and reused under the same number would not show as a
- * change in the context's list: the set is rebuilt this often anyway. */
+/* A descriptor closed and its number reused would not show as a change in
+ * the context's list: the set is rebuilt whenever the context's wake-up
+ * descriptor fired (sources come and go through it), and this often. */
 #define RESYNC_US  G_USEC_PER_SEC
 
 typedef struct _Hub Hub;
@@ -42,6 +43,7 @@ typedef struct
   Hub *hub;
   GMainContext *context;
   int epfd;
+  int wakeup_fd;               /* the context's own, found when it was new */
   GPollFD *fds;
   gint n_fds;
   gint cap;
@@ -150,10 +152,14 @@ entry_run (Entry *entry)
     entry->fds[i].revents = 0;
   n = epoll_wait (entry->epfd, events, MAX_EVENTS, 0);
   for (int e = 0; e < n; e++)
-    for (gint i = 0; i < entry->n_fds; i++)
-      if (entry->fds[i].fd == events[e].data.fd)
-        entry->fds[i].revents = (gushort) (events[e].events &
-                                           (entry->fds[i].events | G_IO_ERR | G_IO_HUP));
+    {
+      if (events[e].data.fd == entry->wakeup_fd)
+        entry->resync_us = 0;
+      for (gint i = 0; i < entry->n_fds; i++)
+        if (entry->fds[i].fd == events[e].data.fd)
+          entry->fds[i].revents = (gushort) (events[e].events &
+                                             (entry->fds[i].events | G_IO_ERR | G_IO_HUP));
+    }
 
   if (g_main_context_check (entry->context, entry->max_priority, entry->fds, entry->n_fds))
     g_main_context_dispatch (entry->context);
@@ -321,7 +327,21 @@ natter_loop_hub_context_new (GMainContext *parent)
   entry = g_new0 (Entry, 1);
   entry->context = g_main_context_new_with_flags (G_MAIN_CONTEXT_FLAGS_OWNERLESS_POLLING);
   entry->epfd = -1;
+  entry->wakeup_fd = -1;
   entry->deadline_us = -1;
+  {
+    /* With no source yet, the one descriptor is the wake-up's. */
+    GPollFD only[2];
+    gint priority, timeout, n;
+
+    if (!g_main_context_acquire (entry->context))
+      g_assert_not_reached ();
+    g_main_context_prepare (entry->context, &priority);
+    n = g_main_context_query (entry->context, priority, &timeout, only, G_N_ELEMENTS (only));
+    g_main_context_release (entry->context);
+    if (n == 1)
+      entry->wakeup_fd = only[0].fd;
+  }
 
   G_LOCK (hubs);
   hub = hub_get (parent);

@@ -227,6 +227,17 @@ hub_schedule (Hub *hub)
 {
   gint64 next = -1;
 
+  /* Arrivals and releases from other threads while this turn ran. */
+  g_mutex_lock (&hub->lock);
+  if (hub->arriving->len > 0 || hub->leaving->len > 0)
+    next = 0;
+  g_mutex_unlock (&hub->lock);
+  if (next == 0)
+    {
+      g_source_set_ready_time (&hub->source, 0);
+      return;
+    }
+
   for (guint i = 0; i < hub->entries->len; i++)
     {
       Entry *entry = g_ptr_array_index (hub->entries, i);

@@ -256,6 +256,57 @@ test_fd_reuse (void)
   close (b[1]);
 }
 
+/* A descriptor one context closes comes back as another context's socket
+ * in the same turn: the first must not take the second's registration
+ * away when it notices its own is gone. */
+static void
+test_fd_reuse_across (void)
+{
+  g_autoptr(GMainContext) parent = g_main_context_new ();
+  /* "later" is run first by the hub: it arrived first. */
+  g_autoptr(GMainContext) later = natter_loop_hub_context_new (parent);
+  g_autoptr(GMainContext) first = natter_loop_hub_context_new (parent);
+  g_autoptr(GSource) old_source = NULL;
+  g_autoptr(GSource) new_source = NULL;
+  Readable one = { 0 }, two = { 0 };
+  int a[2], b[2];
+
+  g_assert_cmpint (socketpair (AF_UNIX, SOCK_DGRAM | SOCK_CLOEXEC | SOCK_NONBLOCK, 0, a), ==, 0);
+  old_source = g_unix_fd_source_new (a[0], G_IO_IN);
+  g_source_set_callback (old_source, G_SOURCE_FUNC (on_readable), &one, NULL);
+  g_source_attach (old_source, first);
+  g_assert_cmpint (write (a[1], "one", 3), ==, 3);
+  g_assert_true (iterate_until (parent, &one.fired));
+
+  g_source_destroy (old_source);
+  close (a[0]);
+  g_assert_cmpint (socketpair (AF_UNIX, SOCK_DGRAM | SOCK_CLOEXEC | SOCK_NONBLOCK, 0, b), ==, 0);
+  if (b[0] != a[0])
+    {
+      int moved = dup2 (b[0], a[0]);
+
+      g_assert_cmpint (moved, ==, a[0]);
+      close (b[0]);
+      b[0] = moved;
+    }
+  new_source = g_unix_fd_source_new (b[0], G_IO_IN);
+  g_source_set_callback (new_source, G_SOURCE_FUNC (on_readable), &two, NULL);
+  g_source_attach (new_source, later);
+  /* One turn for both to notice, then the datagram. */
+  for (guint turn = 0; turn < 5; turn++)
+    g_main_context_iteration (parent, FALSE);
+  g_assert_cmpint (write (b[1], "two", 3), ==, 3);
+  g_assert_true (iterate_until (parent, &two.fired));
+  g_assert_cmpstr (two.got, ==, "two");
+
+  g_source_destroy (new_source);
+  natter_loop_hub_context_release (first);
+  natter_loop_hub_context_release (later);
+  close (a[1]);
+  close (b[0]);
+  close (b[1]);
+}
+
 int
 main (int   argc,
       char *argv[])
@@ -267,6 +318,7 @@ main (int   argc,
   g_test_add_func ("/loop-hub/other-thread", test_other_thread);
   g_test_add_func ("/loop-hub/release-inside", test_release_inside);
   g_test_add_func ("/loop-hub/fd-reuse", test_fd_reuse);
+  g_test_add_func ("/loop-hub/fd-reuse-across", test_fd_reuse_across);
 
   return g_test_run ();
 }

@@ -18,8 +18,8 @@
  * every wake-up: with 31 peers, some 60 sockets and 100 sources checked to
  * handle one datagram.  Here each agent gets a context of its own; the hub
  * (one source on the transport context) keeps every descriptor of every
- * such context in one epoll set per context, those sets in one epoll set
- * of its own, and the earliest timeout as its ready time.  A wake-up then
+ * such context in one epoll set, each descriptor marked as its context's,
+ * and the earliest timeout for its prepare function.  A wake-up then
  * looks only at the contexts that have something to do, driving each
  * through prepare, query, check and dispatch as g_main_context_iteration()
  * would.
@@ -32,8 +32,10 @@
 
 #define MAX_EVENTS 64
 /* A descriptor closed and its number reused would not show as a change in
- * the context's list: the set is rebuilt whenever the context's wake-up
- * descriptor fired (sources come and go through it), and this often. */
+ * the context's list: every context is run and its set rebuilt this often
+ * (on whole seconds, all in one turn).  Rebuilding whenever the context's
+ * wake-up fired caught it at once, but that fires every few datagrams
+ * under load, and the epoll calls cost the bulk transport a tenth. */
 #define RESYNC_US  G_USEC_PER_SEC
 
 typedef struct _Hub Hub;
@@ -42,8 +44,7 @@ typedef struct
 {
   Hub *hub;
   GMainContext *context;
-  int epfd;
-  int wakeup_fd;               /* the context's own, found when it was new */
+  gboolean taken;              /* by the hub: acquired, descriptors in its set */
   GPollFD *fds;
   gint n_fds;
   gint cap;
@@ -66,12 +67,33 @@ struct _Hub
   GPtrArray *entries;          /* Entry, the parent's thread only */
   GPtrArray *arriving;         /* Entry, under the lock */
   GPtrArray *leaving;          /* GMainContext, under the lock */
+  gint pending;                /* atomic: arriving or leaving not empty */
+  GHashTable *owners;          /* descriptor -> Entry that registered it */
   gboolean running;            /* in hub_dispatch() */
+  gint64 next_us;              /* earliest timeout of the contexts, or -1 */
 };
 
 G_LOCK_DEFINE_STATIC (hubs);
 static GHashTable *hubs;       /* parent -> Hub */
 static GHashTable *entries;    /* context -> Entry */
+
+/* Descriptors are numbers: one closed by a context may come back, another
+ * socket, in this context or another.  Each registration is marked with
+ * the context that made it, and a context removes only its own. */
+static void
+entry_unregister (Entry   *entry,
+                  GPollFD *fds,
+                  gint     n_fds)
+{
+  Hub *hub = entry->hub;
+
+  for (gint i = 0; i < n_fds; i++)
+    if (g_hash_table_lookup (hub->owners, GINT_TO_POINTER (fds[i].fd)) == entry)
+      {
+        epoll_ctl (hub->epfd, EPOLL_CTL_DEL, fds[i].fd, NULL);
+        g_hash_table_remove (hub->owners, GINT_TO_POINTER (fds[i].fd));
+      }
+}
 
 static void
 entry_sync_fds (Entry   *entry,
@@ -79,6 +101,7 @@ entry_sync_fds (Entry   *entry,
                 gint     n_old,
                 gint64   now)
 {
+  Hub *hub = entry->hub;
   gboolean same = n_old == entry->n_fds && now < entry->resync_us;
 
   for (gint i = 0; same && i < n_old; i++)
@@ -86,8 +109,7 @@ entry_sync_fds (Entry   *entry,
   if (same)
     return;
 
-  for (gint i = 0; i < n_old; i++)
-    epoll_ctl (entry->epfd, EPOLL_CTL_DEL, old[i].fd, NULL);
+  entry_unregister (entry, old, n_old);
   for (gint i = 0; i < entry->n_fds; i++)
     {
       struct epoll_event ev = { 0 };
@@ -100,10 +122,12 @@ entry_sync_fds (Entry   *entry,
           events |= entry->fds[j].events;
       ev.events = events & (EPOLLIN | EPOLLPRI | EPOLLOUT);
       ev.data.fd = entry->fds[i].fd;
-      if (epoll_ctl (entry->epfd, EPOLL_CTL_ADD, entry->fds[i].fd, &ev) < 0 && errno == EEXIST)
-        epoll_ctl (entry->epfd, EPOLL_CTL_MOD, entry->fds[i].fd, &ev);
+      if (epoll_ctl (hub->epfd, EPOLL_CTL_ADD, entry->fds[i].fd, &ev) < 0 && errno == EEXIST)
+        epoll_ctl (hub->epfd, EPOLL_CTL_MOD, entry->fds[i].fd, &ev);
+      g_hash_table_insert (hub->owners, GINT_TO_POINTER (entry->fds[i].fd), entry);
     }
-  entry->resync_us = now + RESYNC_US;
+  /* On whole seconds, so that all contexts come due in the same turn. */
+  entry->resync_us = (now / RESYNC_US + 1) * RESYNC_US;
 }
 
 /* prepare + query: what the context waits for next. */
@@ -137,44 +161,37 @@ entry_prepare (Entry *entry)
       entry->fds = g_renew (GPollFD, entry->fds, entry->cap);
     }
   now = g_get_monotonic_time ();
-  entry->deadline_us = timeout < 0 ? -1 : now + (gint64) timeout * 1000;
   entry_sync_fds (entry, entry->old_fds, n_old, now);
+  entry->deadline_us = timeout < 0 ? entry->resync_us
+                                   : MIN (now + (gint64) timeout * 1000, entry->resync_us);
 }
 
-/* check + dispatch with what epoll says is ready, then prepare again. */
+/* check + dispatch with the events the hub put in, then prepare again. */
 static void
 entry_run (Entry *entry)
 {
-  struct epoll_event events[MAX_EVENTS];
-  int n;
-
-  for (gint i = 0; i < entry->n_fds; i++)
-    entry->fds[i].revents = 0;
-  n = epoll_wait (entry->epfd, events, MAX_EVENTS, 0);
-  for (int e = 0; e < n; e++)
-    {
-      if (events[e].data.fd == entry->wakeup_fd)
-        entry->resync_us = 0;
-      for (gint i = 0; i < entry->n_fds; i++)
-        if (entry->fds[i].fd == events[e].data.fd)
-          entry->fds[i].revents = (gushort) (events[e].events &
-                                             (entry->fds[i].events | G_IO_ERR | G_IO_HUP));
-    }
-
   if (g_main_context_check (entry->context, entry->max_priority, entry->fds, entry->n_fds))
     g_main_context_dispatch (entry->context);
   if (!g_atomic_int_get (&entry->released))
     entry_prepare (entry);
 }
 
+/* An event of the hub's set for descriptor @fd of @entry. */
+static void
+entry_note_event (Entry  *entry,
+                  int     fd,
+                  guint32 events)
+{
+  entry->ready = TRUE;
+  for (gint i = 0; i < entry->n_fds; i++)
+    if (entry->fds[i].fd == fd)
+      entry->fds[i].revents |= (gushort) (events & (entry->fds[i].events | G_IO_ERR | G_IO_HUP));
+}
+
 static void
 entry_free (Entry *entry)
 {
-  if (entry->epfd >= 0)
-    {
-      epoll_ctl (entry->hub->epfd, EPOLL_CTL_DEL, entry->epfd, NULL);
-      close (entry->epfd);
-    }
+  entry_unregister (entry, entry->fds, entry->n_fds);
   g_main_context_release (entry->context);
   g_main_context_unref (entry->context);
   g_free (entry->fds);
@@ -188,23 +205,23 @@ hub_take_arrivals (Hub *hub)
   g_autoptr(GPtrArray) arriving = NULL;
   g_autoptr(GPtrArray) leaving = NULL;
 
+  if (!g_atomic_int_get (&hub->pending))
+    return;
   g_mutex_lock (&hub->lock);
   arriving = g_steal_pointer (&hub->arriving);
   hub->arriving = g_ptr_array_new ();
   leaving = g_steal_pointer (&hub->leaving);
   hub->leaving = g_ptr_array_new ();
+  g_atomic_int_set (&hub->pending, FALSE);
   g_mutex_unlock (&hub->lock);
 
   for (guint i = 0; i < arriving->len; i++)
     {
       Entry *entry = g_ptr_array_index (arriving, i);
-      struct epoll_event ev = { .events = EPOLLIN, .data.ptr = entry };
 
       if (!g_main_context_acquire (entry->context))
         g_error ("natter-loop-hub: a context was acquired by another thread");
-      entry->epfd = epoll_create1 (EPOLL_CLOEXEC);
-      if (entry->epfd < 0 || epoll_ctl (hub->epfd, EPOLL_CTL_ADD, entry->epfd, &ev) < 0)
-        g_error ("natter-loop-hub: epoll: %s", g_strerror (errno));
+      entry->taken = TRUE;
       g_ptr_array_add (hub->entries, entry);
       entry_prepare (entry);
     }
@@ -222,21 +239,13 @@ hub_take_arrivals (Hub *hub)
       }
 }
 
+/* The earliest timeout of the contexts, for hub_prepare().  (Not the
+ * source's ready time: setting that signals the parent's wake-up every
+ * time, an extra turn of the parent after each of ours.) */
 static void
 hub_schedule (Hub *hub)
 {
   gint64 next = -1;
-
-  /* Arrivals and releases from other threads while this turn ran. */
-  g_mutex_lock (&hub->lock);
-  if (hub->arriving->len > 0 || hub->leaving->len > 0)
-    next = 0;
-  g_mutex_unlock (&hub->lock);
-  if (next == 0)
-    {
-      g_source_set_ready_time (&hub->source, 0);
-      return;
-    }
 
   for (guint i = 0; i < hub->entries->len; i++)
     {
@@ -245,7 +254,45 @@ hub_schedule (Hub *hub)
       if (entry->deadline_us >= 0 && (next < 0 || entry->deadline_us < next))
         next = entry->deadline_us;
     }
-  g_source_set_ready_time (&hub->source, next);
+  hub->next_us = next;
+}
+
+static gboolean
+hub_prepare (GSource *source,
+             gint    *timeout)
+{
+  Hub *hub = (Hub *) source;
+  gint64 now;
+
+  /* Arrivals and releases from other threads (they woke the parent). */
+  if (g_atomic_int_get (&hub->pending))
+    {
+      *timeout = 0;
+      return TRUE;
+    }
+  if (hub->next_us < 0)
+    {
+      *timeout = -1;
+      return FALSE;
+    }
+  now = g_get_monotonic_time ();
+  if (hub->next_us <= now)
+    {
+      *timeout = 0;
+      return TRUE;
+    }
+  *timeout = (gint) MIN ((hub->next_us - now + 999) / 1000, G_MAXINT);
+  return FALSE;
+}
+
+static gboolean
+hub_check (GSource *source)
+{
+  Hub *hub = (Hub *) source;
+
+  /* The epoll descriptor's readiness is checked by GLib on its own. */
+  return g_atomic_int_get (&hub->pending) ||
+         (hub->next_us >= 0 && hub->next_us <= g_get_monotonic_time ());
 }
 
 static gboolean
@@ -263,7 +310,12 @@ hub_dispatch (GSource     *source,
 
   n = epoll_wait (hub->epfd, events, MAX_EVENTS, 0);
   for (int e = 0; e < n; e++)
-    ((Entry *) events[e].data.ptr)->ready = TRUE;
+    {
+      Entry *entry = g_hash_table_lookup (hub->owners, GINT_TO_POINTER (events[e].data.fd));
+
+      if (entry != NULL)
+        entry_note_event (entry, events[e].data.fd, events[e].events);
+    }
   now = g_get_monotonic_time ();
   for (guint i = 0; i < hub->entries->len; i++)
     {
@@ -292,6 +344,8 @@ hub_dispatch (GSource     *source,
 }
 
 static GSourceFuncs hub_funcs = {
+  .prepare = hub_prepare,
+  .check = hub_check,
   .dispatch = hub_dispatch,
 };
 
@@ -319,6 +373,8 @@ hub_get (GMainContext *parent)
   hub->epfd_tag = g_source_add_unix_fd (&hub->source, hub->epfd, G_IO_IN);
   g_mutex_init (&hub->lock);
   hub->entries = g_ptr_array_new ();
+  hub->owners = g_hash_table_new (NULL, NULL);
+  hub->next_us = -1;
   hub->arriving = g_ptr_array_new ();
   hub->leaving = g_ptr_array_new ();
   /* Lives as long as the process: the transport thread's context does. */
@@ -337,29 +393,14 @@ natter_loop_hub_context_new (GMainContext *parent)
 
   entry = g_new0 (Entry, 1);
   entry->context = g_main_context_new_with_flags (G_MAIN_CONTEXT_FLAGS_OWNERLESS_POLLING);
-  entry->epfd = -1;
-  entry->wakeup_fd = -1;
   entry->deadline_us = -1;
-  {
-    /* With no source yet, the one descriptor is the wake-up's. */
-    GPollFD only[2];
-    gint priority, timeout, n;
-
-    if (!g_main_context_acquire (entry->context))
-      g_assert_not_reached ();
-    g_main_context_prepare (entry->context, &priority);
-    n = g_main_context_query (entry->context, priority, &timeout, only, G_N_ELEMENTS (only));
-    g_main_context_release (entry->context);
-    if (n == 1)
-      entry->wakeup_fd = only[0].fd;
-  }
-
   G_LOCK (hubs);
   hub = hub_get (parent);
   entry->hub = hub;
   g_hash_table_insert (entries, entry->context, entry);
   g_mutex_lock (&hub->lock);
   g_ptr_array_add (hub->arriving, entry);
+  g_atomic_int_set (&hub->pending, TRUE);
   g_mutex_unlock (&hub->lock);
   G_UNLOCK (hubs);
 
@@ -369,7 +410,7 @@ natter_loop_hub_context_new (GMainContext *parent)
       hub_schedule (hub);
     }
   else
-    g_source_set_ready_time (&hub->source, 0);
+    g_main_context_wakeup (parent);
   return g_main_context_ref (entry->context);
 }
 
@@ -403,7 +444,8 @@ natter_loop_hub_context_release (GMainContext *context)
       return;
     }
   g_ptr_array_add (hub->leaving, entry->context);
+  g_atomic_int_set (&hub->pending, TRUE);
   g_mutex_unlock (&hub->lock);
   G_UNLOCK (hubs);
-  g_source_set_ready_time (&hub->source, 0);
+  g_main_context_wakeup (hub->parent);
 }

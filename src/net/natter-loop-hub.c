@@ -44,7 +44,6 @@ typedef struct
 {
   Hub *hub;
   GMainContext *context;
-  gboolean taken;              /* by the hub: acquired, descriptors in its set */
   GPollFD *fds;
   gint n_fds;
   gint cap;
@@ -221,7 +220,6 @@ hub_take_arrivals (Hub *hub)
 
       if (!g_main_context_acquire (entry->context))
         g_error ("natter-loop-hub: a context was acquired by another thread");
-      entry->taken = TRUE;
       g_ptr_array_add (hub->entries, entry);
       entry_prepare (entry);
     }

@@ -622,7 +622,8 @@ release_agent_context (gpointer  data,
 }
 
 /* The hot path: one call per datagram, straight from libnice's socket
- * source on the session's context. */
+ * source on the agent's context (run on the session's thread by the loop
+ * hub). */
 static void
 on_recv (NiceAgent *agent,
          guint      stream_id,
@@ -815,7 +816,7 @@ natter_ice_session_constructed (GObject *object)
                     G_CALLBACK (on_new_selected_pair), self);
 
   /* Attached before gathering, so that every socket libnice opens is
-   * polled on our context from the start (STUN answers included). */
+   * polled on the agent's context from the start (STUN answers included). */
   nice_agent_attach_recv (self->agent, self->stream_id, COMPONENT_ID,
                           self->agent_context, on_recv, self);
 }

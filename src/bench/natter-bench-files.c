@@ -29,15 +29,21 @@
  * 127.0.0.1, B accepting automatically into a temporary folder.  The
  * figure is timed from the moment A starts sending (B's accept arrived) to
  * A's "complete", which needs B to have written, hashed, checked, fsynced
- * and renamed the file.  Meanwhile A sends chat messages one at a time and
- * times each to "delivered" (B's signed receipt): the chat round trip
- * during the transfer, next to the same measured idle before it.
+ * and renamed the file.  Meanwhile A sends a chat message every
+ * --chat-interval ms (50 by default: twenty a second, far more than people
+ * type, and few enough that the probe does not itself load the machine;
+ * 0 sends each as soon as the one before is delivered) and times each to
+ * "delivered" (B's signed receipt): the chat round trip during the
+ * transfer, next to the same measured idle, one at a time, before it.
  *
  * Baselines in the same run: raw TCP over loopback (one process, two
  * threads), and the transport's own bulk throughput between two processes:
  * two bare NatterPeerConnections (ICE, Noise, SCTP), this process and a
  * child ("--transport-peer") signaling over its pipes, 64 KiB messages on
- * a bulk stream at most 4 MiB buffered, as in natter-bench transport. */
+ * a bulk stream at most 4 MiB buffered, as in natter-bench transport.  It
+ * runs before the file and again after it, and the file is compared with
+ * the mean of the two: the host's speed drifts by several percent within a
+ * minute, and the two figures show by how much. */
 
 #define LO "lo"
 
@@ -313,6 +319,12 @@ on_chat_sent (GObject      *source,
 }
 
 static void
+wake_up (gpointer data)
+{
+  *(gboolean *) data = FALSE;
+}
+
+static void
 chat_once (NatterMessagingService *service,
            const char             *peer,
            Run                    *run,
@@ -383,6 +395,8 @@ usage (void)
            "  --size BYTES   the file (default 1073741824, 1 GiB)\n"
            "  --bulk BYTES   bytes for the transport baseline (default 536870912)\n"
            "  --tmp DIR      where the file and the profiles go (default the temporary folder)\n"
+           "  --chat-interval MS  during the transfer, a chat message every MS (default 50;\n"
+           "                 0: each one as soon as the one before is delivered)\n"
            "Environment: NATTER_RENDEZVOUS, the natter-rendezvous to start.\n");
 }
 
@@ -412,9 +426,9 @@ natter_bench_files (int       argc,
   const char *r_dir = NULL, *r_url = NULL, *r_contact = NULL, *r_downloads = NULL;
   NatterBenchLocal a = { 0 };
   Run run = { 0 };
-  double tcp_mbps, transport_mbps, file_mbps, offer_s, start, idle_p50, idle_p99, busy_p50, busy_p99;
-  guint idle_n, i = 0;
-  gboolean connected = FALSE;
+  double tcp_mbps, transport_mbps, transport_after_mbps, file_mbps, offer_s, start, idle_p50, idle_p99, busy_p50, busy_p99;
+  guint idle_n, i = 0, chat_interval_ms = 50;
+  gboolean connected = FALSE, chat_waiting = FALSE;
 
   for (int k = 1; k < argc; k++)
     {
@@ -426,6 +440,8 @@ natter_bench_files (int       argc,
         bulk = g_ascii_strtoull (argv[++k], NULL, 10);
       else if (g_str_equal (argv[k], "--tmp") && k + 1 < argc)
         tmp_base = argv[++k];
+      else if (g_str_equal (argv[k], "--chat-interval") && k + 1 < argc)
+        chat_interval_ms = (guint) g_ascii_strtoull (argv[++k], NULL, 10);
       else if (g_str_equal (argv[k], "--transport-peer") && k + 2 < argc)
         return run_transport_peer (argv[k + 1], g_ascii_strtoull (argv[k + 2], NULL, 10));
       else if (g_str_equal (argv[k], "--receiver") && k + 4 < argc)
@@ -571,7 +587,18 @@ natter_bench_files (int       argc,
   while (run.complete_at == 0 && !run.failed && natter_bench_now () - start < 600)
     {
       if (run.chat_done)
-        chat_once (a.service, peer_b, &run, i++);
+        {
+          double due = run.chat_sent_at + chat_interval_ms / 1000.0;
+          double now = natter_bench_now ();
+
+          if (now >= due)
+            chat_once (a.service, peer_b, &run, i++);
+          else if (!chat_waiting)
+            {
+              chat_waiting = TRUE;
+              g_timeout_add_once ((guint) ((due - now) * 1000.0) + 1, wake_up, &chat_waiting);
+            }
+        }
       g_main_context_iteration (NULL, TRUE);
     }
   if (run.complete_at == 0)
@@ -583,16 +610,32 @@ natter_bench_files (int       argc,
   busy_p50 = natter_bench_percentile ((double *) run.rtts->data, run.rtts->len, 50);
   busy_p99 = natter_bench_percentile ((double *) run.rtts->data, run.rtts->len, 99);
 
+  /* The second transport baseline, with the services gone. */
+  g_subprocess_force_exit (receiver);
+  g_subprocess_wait (receiver, NULL, NULL);
+  g_clear_object (&a.service);
+  transport_after_mbps = transport_two_process_mbps (self_exe, bulk);
+  if (transport_after_mbps <= 0)
+    {
+      g_set_error (&error, G_IO_ERROR, G_IO_ERROR_FAILED, "the second transport baseline failed");
+      goto fail;
+    }
+
   natter_bench_report_add (report, "file_bytes", (double) size, "file size (bytes)");
   natter_bench_report_add (report, "file_mbps", file_mbps,
                            "file transfer: sending started to verified, fsynced and renamed (MB/s)");
   natter_bench_report_add (report, "offer_s", offer_s,
                            "offer: hashing the file, offer, accept, until sending starts (s)");
+  natter_bench_report_add (report, "baseline_transport_before_mbps", transport_mbps,
+                           "baseline: bare connections between two processes, 64 KiB messages, before (MB/s)");
+  natter_bench_report_add (report, "baseline_transport_after_mbps", transport_after_mbps,
+                           "baseline: the same, after the file (MB/s)");
+  transport_mbps = (transport_mbps + transport_after_mbps) / 2;
   natter_bench_report_add (report, "baseline_transport_mbps", transport_mbps,
-                           "baseline: bare connections between two processes, 64 KiB messages (MB/s)");
+                           "baseline: bare connections, mean of before and after (MB/s)");
   natter_bench_report_add (report, "baseline_tcp_mbps", tcp_mbps, "baseline: raw TCP loopback (MB/s)");
   natter_bench_report_add (report, "file_vs_transport_ratio", file_mbps / transport_mbps,
-                           "file / transport bulk");
+                           "file / transport bulk (the mean)");
   natter_bench_report_add (report, "chat_rtt_idle_p50_ms", idle_p50, "chat send to delivered, idle, p50 (ms)");
   natter_bench_report_add (report, "chat_rtt_idle_p99_ms", idle_p99, "chat send to delivered, idle, p99 (ms)");
   natter_bench_report_add (report, "chat_rtt_busy_p50_ms", busy_p50,
@@ -600,11 +643,11 @@ natter_bench_files (int       argc,
   natter_bench_report_add (report, "chat_rtt_busy_p99_ms", busy_p99,
                            "chat send to delivered, during the transfer, p99 (ms)");
   natter_bench_report_add (report, "chat_messages_busy", run.rtts->len, "chat messages during the transfer");
+  natter_bench_report_add (report, "chat_interval_ms", chat_interval_ms,
+                           "a chat message every (ms) during the transfer; 0: back to back");
   natter_bench_report_print (report, json);
 
-  g_subprocess_force_exit (receiver);
   g_subprocess_force_exit (server);
-  g_object_unref (a.service);
   g_object_unref (a.profile);
   natter_bench_remove_tree (tmp);
   g_array_unref (run.rtts);

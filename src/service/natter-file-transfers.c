@@ -44,15 +44,6 @@
 #define PROGRESS_INTERVAL_US  250000
 #define MAX_UNFINISHED_PER_PEER 256
 #define STREAM_SLOTS          (1024 - NATTER_PEER_STREAM_FIRST_BULK)
-/* Received data goes to the file through an aligned buffer of this size,
- * written with O_DIRECT where the file system allows it (see "Files →
- * Writing" in docs/architecture.md); at most MAX_STAGES such buffers exist
- * per process, and transfers beyond them write each chunk as it comes.
- * NATTER_FILE_WRITE=buffered (no O_DIRECT) or =chunks (no buffer) picks
- * the fallbacks, for tests. */
-#define STAGE_SIZE            (1024 * 1024)
-#define STAGE_ALIGN           4096
-#define MAX_STAGES            16
 
 /* {{{ Worker */
 
@@ -82,17 +73,8 @@ typedef struct
   guint64          size;
   guint8           expected[crypto_generichash_BYTES];
   crypto_generichash_state *hash;
-  guint64          written;       /* in: bytes taken, in order (on disk or staged) */
+  guint64          written;       /* in: bytes in the file, in order, hashed */
   gboolean         failed;        /* in: a write failed; later writes skip */
-  /* in: the file holds and the hash covers [0, on_disk); the stage holds
-   * [stage_off, stage_off + staged), stage_off aligned, stage_off <=
-   * on_disk <= written == stage_off + staged while the stage exists. */
-  guint64          on_disk;
-  guint8          *stage;
-  guint64          stage_off;
-  gsize            staged;
-  int              dfd;           /* in: the file opened with O_DIRECT, or -1 */
-  gboolean         no_direct;     /* in: O_DIRECT is not to be tried again */
 } Io;
 
 typedef struct _Transfer Transfer;
@@ -113,7 +95,6 @@ typedef struct
   char     *path;                 /* finish: the final path */
   gboolean  mismatch;
   guint64   written;
-  guint64   on_disk;
   guint8    digest[crypto_generichash_BYTES];
   char     *media_type;
   GTask    *task;                 /* hash-file */
@@ -129,34 +110,6 @@ typedef struct
   NatterFileTransfers *owner;     /* main context only; NULL once disposed */
 } Worker;
 
-static gint stages_in_use;
-
-typedef enum
-{
-  WRITE_DIRECT,
-  WRITE_BUFFERED,
-  WRITE_CHUNKS,
-} WriteMode;
-
-static WriteMode
-write_mode (void)
-{
-  static gsize mode;
-
-  if (g_once_init_enter (&mode))
-    {
-      const char *env = g_getenv ("NATTER_FILE_WRITE");
-      WriteMode value = WRITE_DIRECT;
-
-      if (g_strcmp0 (env, "buffered") == 0)
-        value = WRITE_BUFFERED;
-      else if (g_strcmp0 (env, "chunks") == 0)
-        value = WRITE_CHUNKS;
-      g_once_init_leave (&mode, value + 1);
-    }
-  return (WriteMode) (mode - 1);
-}
-
 static Io *
 io_new (void)
 {
@@ -164,30 +117,7 @@ io_new (void)
 
   g_atomic_ref_count_init (&io->ref);
   io->fd = -1;
-  io->dfd = -1;
   return io;
-}
-
-static void
-io_stage_free (Io *io)
-{
-  if (io->stage == NULL)
-    return;
-  g_aligned_free (io->stage);
-  io->stage = NULL;
-  io->staged = 0;
-  g_atomic_int_dec_and_test (&stages_in_use);
-}
-
-static void
-io_close (Io *io)
-{
-  io_stage_free (io);
-  if (io->fd >= 0)
-    close (io->fd);
-  if (io->dfd >= 0)
-    close (io->dfd);
-  io->fd = io->dfd = -1;
 }
 
 static Io *
@@ -205,7 +135,8 @@ io_unref (Io *io)
 {
   if (io == NULL || !g_atomic_ref_count_dec (&io->ref))
     return;
-  io_close (io);
+  if (io->fd >= 0)
+    close (io->fd);
   g_free (io->path);
   g_free (io->folder);
   g_free (io->name);
@@ -329,142 +260,6 @@ write_all (int           fd,
           return FALSE;
         }
       *done += (gsize) n;
-    }
-  return TRUE;
-}
-
-/* Makes the stage start at the aligned offset at or below io->on_disk,
- * holding the bytes of the file between the two, so that the next full
- * stage is an aligned write.  Without a stage (none free, or the file
- * cannot be read back), data is written chunk by chunk. */
-static void
-io_stage_reset (Io *io)
-{
-  guint64 start = io->on_disk & ~(guint64) (STAGE_ALIGN - 1);
-  gsize done = 0;
-
-  io->written = io->on_disk;
-  if (io->stage == NULL)
-    {
-      if (write_mode () == WRITE_CHUNKS)
-        return;
-      if (g_atomic_int_add (&stages_in_use, 1) >= MAX_STAGES)
-        {
-          g_atomic_int_dec_and_test (&stages_in_use);
-          return;
-        }
-      io->stage = g_aligned_alloc (STAGE_SIZE, 1, STAGE_ALIGN);
-    }
-  while (done < io->on_disk - start)
-    {
-      ssize_t n = pread (io->fd, io->stage + done, (gsize) (io->on_disk - start) - done,
-                         (off_t) (start + done));
-
-      if (n < 0 && errno == EINTR)
-        continue;
-      if (n <= 0)
-        {
-          io_stage_free (io);
-          return;
-        }
-      done += (gsize) n;
-    }
-  io->stage_off = start;
-  io->staged = done;
-}
-
-/* Writes the first @len bytes of the stage to the file at stage_off, with
- * O_DIRECT when @len is a whole number of blocks, and hashes what was not
- * on disk before.  On failure the stage restarts where the file ends. */
-static gboolean
-io_stage_write (Io   *io,
-                gsize len,
-                int  *err)
-{
-  gsize done = 0, hashed_from = (gsize) (io->on_disk - io->stage_off);
-  gboolean ok = TRUE;
-
-  if (io->dfd < 0 && !io->no_direct && len % STAGE_ALIGN == 0 && write_mode () == WRITE_DIRECT)
-    {
-      io->dfd = open (io->path, O_WRONLY | O_DIRECT | O_CLOEXEC);
-      io->no_direct = io->dfd < 0;
-    }
-  while (io->dfd >= 0 && len % STAGE_ALIGN == 0 && done < len)
-    {
-      ssize_t n = pwrite (io->dfd, io->stage + done, len - done, (off_t) (io->stage_off + done));
-
-      if (n < 0 && errno == EINTR)
-        continue;
-      if (n < 0 && errno == EINVAL)
-        {
-          /* This file system takes no O_DIRECT after all. */
-          close (io->dfd);
-          io->dfd = -1;
-          io->no_direct = TRUE;
-        }
-      if (n <= 0 || (gsize) n % STAGE_ALIGN != 0)
-        {
-          /* A short or failed write: the rest goes the usual way, which
-           * reports the error (a full disk) with the exact count. */
-          done += n > 0 ? (gsize) n : 0;
-          break;
-        }
-      done += (gsize) n;
-    }
-  if (done < len)
-    {
-      gsize more = 0;
-
-      ok = write_all (io->fd, io->stage + done, len - done, io->stage_off + done, &more, err);
-      done += more;
-    }
-  if (done > hashed_from)
-    {
-      crypto_generichash_update (io->hash, io->stage + hashed_from, done - hashed_from);
-      io->on_disk = io->stage_off + done;
-    }
-  if (!ok)
-    {
-      io_stage_reset (io);
-      return FALSE;
-    }
-  if (len == STAGE_SIZE)
-    {
-      io->stage_off += STAGE_SIZE;
-      io->staged = 0;
-    }
-  return TRUE;
-}
-
-/* Takes @len bytes for the end of the file: into the stage, writing each
- * time it fills; or straight to the file without a stage. */
-static gboolean
-io_take (Io           *io,
-         const guint8 *data,
-         gsize         len,
-         int          *err)
-{
-  if (io->stage == NULL)
-    {
-      gsize done = 0;
-      gboolean ok = write_all (io->fd, data, len, io->on_disk, &done, err);
-
-      crypto_generichash_update (io->hash, data, done);
-      io->on_disk += done;
-      io->written = io->on_disk;
-      return ok;
-    }
-  while (len > 0)
-    {
-      gsize n = MIN (len, STAGE_SIZE - io->staged);
-
-      memcpy (io->stage + io->staged, data, n);
-      io->staged += n;
-      io->written += n;
-      data += n;
-      len -= n;
-      if (io->staged == STAGE_SIZE && !io_stage_write (io, STAGE_SIZE, err))
-        return FALSE;
     }
   return TRUE;
 }
@@ -622,46 +417,42 @@ job_run (Job *job)
             job_fail (job, errno, "Cannot truncate the partial file");
             break;
           }
-        io->on_disk = resume;
+        io->written = resume;
         io->failed = FALSE;
-        io_stage_reset (io);
-        job->written = io->written;
-        job->on_disk = io->on_disk;
+        job->written = resume;
       }
       break;
 
     case JOB_RESUME:
       io->failed = FALSE;
       job->written = io->written;
-      job->on_disk = io->on_disk;
       break;
 
     case JOB_WRITE:
       {
-        gsize len;
+        gsize len, done = 0;
         const guint8 *data = g_bytes_get_data (job->data, &len);
 
         if (io->failed || io->fd < 0 || job->offset != io->written)
           {
             job->err = ECANCELED;
             job->written = io->written;
-            job->on_disk = io->on_disk;
             break;
           }
-        if (!io_take (io, data, len, &job->err))
+        if (!write_all (io->fd, data, len, job->offset, &done, &job->err))
           {
             io->failed = TRUE;
             job_fail (job, job->err, "Cannot write the file");
           }
+        crypto_generichash_update (io->hash, data, done);
+        io->written += done;
         job->written = io->written;
-        job->on_disk = io->on_disk;
       }
       break;
 
     case JOB_FINISH:
       {
         guint8 digest[crypto_generichash_BYTES];
-        crypto_generichash_state final;
 
         if (io->fd < 0 || io->hash == NULL)
           {
@@ -669,24 +460,12 @@ job_run (Job *job)
             job->message = g_strdup ("The file is not open");
             break;
           }
-        if (io->stage != NULL && io->on_disk < io->written &&
-            !io_stage_write (io, io->staged, &job->err))
-          {
-            job_fail (job, job->err, "Cannot write the file");
-            job->written = io->written;
-            job->on_disk = io->on_disk;
-            break;
-          }
-        io_stage_free (io);
-        job->written = io->written;
-        job->on_disk = io->on_disk;
-        /* On a copy: after a failure below, a retry finalizes again. */
-        final = *io->hash;
-        crypto_generichash_final (&final, digest, sizeof digest);
+        crypto_generichash_final (io->hash, digest, sizeof digest);
         if (sodium_memcmp (digest, io->expected, sizeof digest) != 0)
           {
             job->mismatch = TRUE;
-            io_close (io);
+            close (io->fd);
+            io->fd = -1;
             unlink (io->path);
             break;
           }
@@ -695,7 +474,8 @@ job_run (Job *job)
             job_fail (job, errno, "Cannot write the file to disk");
             break;
           }
-        io_close (io);
+        close (io->fd);
+        io->fd = -1;
         job->path = rename_to_free_name (io->path, io->folder, io->name, &job->err);
         if (job->path == NULL)
           {
@@ -707,13 +487,17 @@ job_run (Job *job)
       break;
 
     case JOB_DISCARD:
-      io_close (io);
+      if (io->fd >= 0)
+        close (io->fd);
+      io->fd = -1;
       if (io->path != NULL)
         unlink (io->path);
       break;
 
     case JOB_CLOSE:
-      io_close (io);
+      if (io->fd >= 0)
+        close (io->fd);
+      io->fd = -1;
       break;
 
     case JOB_HASH_FILE:
@@ -893,7 +677,6 @@ struct _Transfer
   /* Receiver. */
   guint64              expected;      /* end of what was queued for writing */
   guint64              written;
-  guint64              on_disk;
   guint64              durable;
   guint64              last_ack;
   guint16              rx_stream;
@@ -1469,7 +1252,7 @@ transfer_checkpoint (NatterFileTransfers *self,
   data->self = g_object_ref (self);
   data->id = g_strdup (t->row->id);
   data->fd = fd;
-  data->offset = t->on_disk;
+  data->offset = t->written;
   t->syncing = TRUE;
   task = g_task_new (NULL, NULL, on_synced, NULL);
   g_task_set_task_data (task, data, (GDestroyNotify) sync_data_free);
@@ -1695,9 +1478,8 @@ files_job_done (NatterFileTransfers *self,
       t->io_open = TRUE;
       t->held = FALSE;
       t->written = t->expected = t->last_ack = job->written;
-      t->on_disk = job->on_disk;
       if (job->kind == JOB_OPEN_WRITE)
-        t->durable = t->on_disk;
+        t->durable = t->written;
       t->row->offset = (gint64) t->durable;
       {
         gboolean first = t->row->state == NATTER_STORE_TRANSFER_OFFERED;
@@ -1722,7 +1504,6 @@ files_job_done (NatterFileTransfers *self,
       if (job->err == ECANCELED)
         break;
       t->written = job->written;
-      t->on_disk = job->on_disk;
       if (job->err != 0)
         {
           if (!t->held && !state_is_final (t->row->state))
@@ -1731,7 +1512,7 @@ files_job_done (NatterFileTransfers *self,
         }
       if (t->written - t->last_ack >= NATTER_FILE_ACK_EVERY || t->written == (guint64) t->row->size)
         send_ack_frame (self, t);
-      if (t->on_disk - t->durable >= NATTER_FILE_CHECKPOINT)
+      if (t->written - t->durable >= NATTER_FILE_CHECKPOINT)
         transfer_checkpoint (self, t);
       transfer_progress (self, t, t->written, t->written == (guint64) t->row->size);
       if (t->written == (guint64) t->row->size)
@@ -1751,8 +1532,6 @@ files_job_done (NatterFileTransfers *self,
         }
       if (job->err != 0)
         {
-          t->written = job->written;
-          t->on_disk = job->on_disk;
           transfer_hold (self, t, job->message);
           break;
         }

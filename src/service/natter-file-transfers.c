@@ -453,6 +453,7 @@ job_run (Job *job)
     case JOB_FINISH:
       {
         guint8 digest[crypto_generichash_BYTES];
+        crypto_generichash_state final;
 
         if (io->fd < 0 || io->hash == NULL)
           {
@@ -460,7 +461,10 @@ job_run (Job *job)
             job->message = g_strdup ("The file is not open");
             break;
           }
-        crypto_generichash_final (io->hash, digest, sizeof digest);
+        /* On a copy: after a failure below (fdatasync, rename), the
+         * transfer is held and a later accept finishes again. */
+        final = *io->hash;
+        crypto_generichash_final (&final, digest, sizeof digest);
         if (sodium_memcmp (digest, io->expected, sizeof digest) != 0)
           {
             job->mismatch = TRUE;

@@ -462,7 +462,8 @@ job_run (Job *job)
             break;
           }
         /* On a copy: after a failure below (fdatasync, rename), the
-         * transfer is held and a later accept finishes again. */
+         * transfer is held and a later accept finishes again, and
+         * libsodium does not finalize a state twice. */
         final = *io->hash;
         crypto_generichash_final (&final, digest, sizeof digest);
         if (sodium_memcmp (digest, io->expected, sizeof digest) != 0)
@@ -478,14 +479,16 @@ job_run (Job *job)
             job_fail (job, errno, "Cannot write the file to disk");
             break;
           }
-        close (io->fd);
-        io->fd = -1;
+        /* Still open while renaming: after a failure the transfer is held
+         * with the file as it is, and a later accept finishes again. */
         job->path = rename_to_free_name (io->path, io->folder, io->name, &job->err);
         if (job->path == NULL)
           {
             job_fail (job, job->err, "Cannot give the file its name");
             break;
           }
+        close (io->fd);
+        io->fd = -1;
         fsync_folder (io->folder);
       }
       break;

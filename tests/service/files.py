@@ -522,6 +522,8 @@ def part_hostile(s):
        not any(tid in f for f in os.listdir(s.b.downloads)),
        'a wrong hash: nothing is kept under the final name or as a partial file')
 
+    part_crowded(s)
+
     # A full disk.
     if s.small is None:
         skip('full disk', 'needs root and unshare for a tmpfs in a mount namespace')
@@ -548,6 +550,30 @@ def part_hostile(s):
     ok(done is not None and done['state'] == 'complete', 'full disk: the transfer then completes', done)
     if done and done['state'] == 'complete':
         ok(b2(inside + done['detail']) == b2(src5), 'full disk: the resumed file has the right hash')
+
+
+def part_crowded(s):
+    # A finish that fails after the hash was checked (every free name is
+    # taken, so the rename fails), held, then accepted again once a name
+    # is free: the second finish must not judge the file by a spent hash.
+    crowd = os.path.join(s.work, 'crowded')
+    os.makedirs(crowd)
+    for n in range(10000):
+        open(os.path.join(crowd, 'crowded.bin' if n == 0 else f'crowded ({n}).bin'), 'wb').close()
+    src6 = make_file(os.path.join(s.work, 'crowded.bin'), 3 * CHUNK + 7)
+    tid, _ = s.transfer(s.a, s.b, src6, folder=crowd)
+    held = s.b.state_of(tid, ('paused', 'complete', 'failed'), 60)
+    ok(held is not None and held['state'] == 'paused' and 'name' in (held['detail'] or ''),
+       'no free name: the transfer pauses, saying why', held)
+    os.unlink(os.path.join(crowd, 'crowded (5000).bin'))
+    reply = s.b.request('accept-file', transferId=tid)
+    ok(reply is not None and reply['event'] == 'reply', 'no free name: accept-file again once one is free',
+       reply)
+    done = s.b.state_of(tid, ('complete', 'failed'), 60)
+    ok(done is not None and done['state'] == 'complete' and
+       done['detail'] == os.path.join(crowd, 'crowded (5000).bin') and b2(done['detail']) == b2(src6),
+       'no free name: the file is then kept under the free name, verified', done)
+    shutil.rmtree(crowd, ignore_errors=True)
 
 
 def main():

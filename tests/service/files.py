@@ -25,10 +25,13 @@
 #               are sanitised and never overwrite a file; data frames for
 #               an unknown, a never-accepted and a declined transfer, and
 #               beyond the offered size, are counted and ignored; a wrong
-#               hash fails the transfer on both sides and keeps no file; a
-#               full disk (a small tmpfs in B's own mount namespace, root
-#               only) pauses the transfer with the error, keeps the partial
-#               file, and it completes after accept-file once there is room.
+#               hash fails the transfer on both sides and keeps no file;
+#               with every free name taken, the finished file pauses and
+#               completes after accept-file once a name is free ("crowded",
+#               also a part of its own); a full disk (a small tmpfs in B's
+#               own mount namespace, root only) pauses the transfer with
+#               the error, keeps the partial file, and it completes after
+#               accept-file once there is room.
 #
 # Usage: files.py PATH/TO/natter-cli PATH/TO/natter-rendezvous [PART…].
 # TAP.  Only the Python standard library; nothing leaves 127.0.0.1.

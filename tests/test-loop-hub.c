@@ -211,13 +211,16 @@ test_release_inside (void)
   g_source_destroy (later);
 }
 
-/* A descriptor closed and its number reused inside one context, with no
- * turn of the hub in between, still gets polled. */
+/* A socket read through @old_context is closed, and its descriptor number
+ * comes back as another socket read through @new_context (the same
+ * context, or another one), after @turns turns of the hub: the new socket
+ * must still be polled. */
 static void
-test_fd_reuse (void)
+check_fd_reuse (GMainContext *parent,
+                GMainContext *old_context,
+                GMainContext *new_context,
+                guint         turns)
 {
-  g_autoptr(GMainContext) parent = g_main_context_new ();
-  g_autoptr(GMainContext) context = natter_loop_hub_context_new (parent);
   g_autoptr(GSource) old_source = NULL;
   g_autoptr(GSource) new_source = NULL;
   Readable first = { 0 }, second = { 0 };
@@ -226,7 +229,7 @@ test_fd_reuse (void)
   g_assert_cmpint (socketpair (AF_UNIX, SOCK_DGRAM | SOCK_CLOEXEC | SOCK_NONBLOCK, 0, a), ==, 0);
   old_source = g_unix_fd_source_new (a[0], G_IO_IN);
   g_source_set_callback (old_source, G_SOURCE_FUNC (on_readable), &first, NULL);
-  g_source_attach (old_source, context);
+  g_source_attach (old_source, old_context);
   g_assert_cmpint (write (a[1], "one", 3), ==, 3);
   g_assert_true (iterate_until (parent, &first.fired));
 
@@ -244,21 +247,32 @@ test_fd_reuse (void)
     }
   new_source = g_unix_fd_source_new (b[0], G_IO_IN);
   g_source_set_callback (new_source, G_SOURCE_FUNC (on_readable), &second, NULL);
-  g_source_attach (new_source, context);
+  g_source_attach (new_source, new_context);
+  for (guint turn = 0; turn < turns; turn++)
+    g_main_context_iteration (parent, FALSE);
   g_assert_cmpint (write (b[1], "two", 3), ==, 3);
   g_assert_true (iterate_until (parent, &second.fired));
   g_assert_cmpstr (second.got, ==, "two");
 
   g_source_destroy (new_source);
-  natter_loop_hub_context_release (context);
   close (a[1]);
   close (b[0]);
   close (b[1]);
 }
 
-/* A descriptor one context closes comes back as another context's socket
- * in the same turn: the first must not take the second's registration
- * away when it notices its own is gone. */
+/* Inside one context, with no turn of the hub in between. */
+static void
+test_fd_reuse (void)
+{
+  g_autoptr(GMainContext) parent = g_main_context_new ();
+  g_autoptr(GMainContext) context = natter_loop_hub_context_new (parent);
+
+  check_fd_reuse (parent, context, context, 0);
+  natter_loop_hub_context_release (context);
+}
+
+/* Across two contexts, in the same turn: the first must not take the
+ * second's registration away when it notices its own is gone. */
 static void
 test_fd_reuse_across (void)
 {
@@ -266,45 +280,11 @@ test_fd_reuse_across (void)
   /* "later" is run first by the hub: it arrived first. */
   g_autoptr(GMainContext) later = natter_loop_hub_context_new (parent);
   g_autoptr(GMainContext) first = natter_loop_hub_context_new (parent);
-  g_autoptr(GSource) old_source = NULL;
-  g_autoptr(GSource) new_source = NULL;
-  Readable one = { 0 }, two = { 0 };
-  int a[2], b[2];
 
-  g_assert_cmpint (socketpair (AF_UNIX, SOCK_DGRAM | SOCK_CLOEXEC | SOCK_NONBLOCK, 0, a), ==, 0);
-  old_source = g_unix_fd_source_new (a[0], G_IO_IN);
-  g_source_set_callback (old_source, G_SOURCE_FUNC (on_readable), &one, NULL);
-  g_source_attach (old_source, first);
-  g_assert_cmpint (write (a[1], "one", 3), ==, 3);
-  g_assert_true (iterate_until (parent, &one.fired));
-
-  g_source_destroy (old_source);
-  close (a[0]);
-  g_assert_cmpint (socketpair (AF_UNIX, SOCK_DGRAM | SOCK_CLOEXEC | SOCK_NONBLOCK, 0, b), ==, 0);
-  if (b[0] != a[0])
-    {
-      int moved = dup2 (b[0], a[0]);
-
-      g_assert_cmpint (moved, ==, a[0]);
-      close (b[0]);
-      b[0] = moved;
-    }
-  new_source = g_unix_fd_source_new (b[0], G_IO_IN);
-  g_source_set_callback (new_source, G_SOURCE_FUNC (on_readable), &two, NULL);
-  g_source_attach (new_source, later);
-  /* One turn for both to notice, then the datagram. */
-  for (guint turn = 0; turn < 5; turn++)
-    g_main_context_iteration (parent, FALSE);
-  g_assert_cmpint (write (b[1], "two", 3), ==, 3);
-  g_assert_true (iterate_until (parent, &two.fired));
-  g_assert_cmpstr (two.got, ==, "two");
-
-  g_source_destroy (new_source);
+  /* Five turns for both to notice before the datagram. */
+  check_fd_reuse (parent, first, later, 5);
   natter_loop_hub_context_release (first);
   natter_loop_hub_context_release (later);
-  close (a[1]);
-  close (b[0]);
-  close (b[1]);
 }
 
 int

@@ -39,7 +39,7 @@
  * a second of an idle transport thread, each polling every socket. */
 #define TICK_S           1
 #define DEFAULT_LOW_WATER (256 * 1024)
-/* Received datagrams up to this size skip an idle crypto worker. */
+/* Datagrams up to this size skip an idle crypto worker, both ways. */
 #define INLINE_MAX       1024
 /* Sealed datagrams the worker sends with one call, at most. */
 #define SEAL_BATCH_MAX   32
@@ -696,12 +696,15 @@ on_sctp_packet_out (NatterSctpAssociation *sctp,
 
   if (inner->finished || inner->channel == NULL)
     return;
-  /* A packet sent while the worker is idle and nothing is in flight (a
-   * chat message on a quiet connection) is sealed here: handing it over
-   * would cost a thread wake-up, the largest part of a round trip on an
-   * idle machine, and there is nothing it could overtake. */
+  /* A small packet sent while the worker is idle and nothing is in
+   * flight (a chat message on a quiet connection) is sealed here: handing
+   * it over would cost a thread wake-up, the largest part of a round trip
+   * on an idle machine, and there is nothing it could overtake.  Full-size
+   * packets always go to the worker: sealed here, they would keep it idle,
+   * so that every next one qualified again and a pure sender never used
+   * its second thread. */
   if (inner_can_offload (inner) &&
-      !(inner->seals_in_flight == 0 &&
+      !(len <= INLINE_MAX && inner->seals_in_flight == 0 &&
         natter_crypto_worker_is_idle (natter_transport_get_crypto_worker (inner->transport))) &&
       inner_offload_seal (inner, data, len))
     return;

@@ -38,6 +38,9 @@ typedef DoneSource FlushSource;
 /* Jobs collected before they are handed over even within a dispatch: the
  * worker must not wait for a long burst of input to end. */
 #define FLUSH_BATCH      8
+/* Full-size datagrams done inline per iteration of the context, at most:
+ * a message to a few peers, not a bulk sender's stream. */
+#define INLINE_PER_ITERATION 8
 
 typedef struct _SpareJob SpareJob;
 struct _SpareJob
@@ -55,6 +58,7 @@ struct _NatterCryptoWorker
   guint     in_flight;
   JobList   outgoing;            /* pushed, not yet handed over */
   guint     n_outgoing;
+  guint     n_inline;            /* claimed in this iteration */
   SpareJob *spare;
   guint     n_spare;
 
@@ -171,7 +175,10 @@ static gboolean
 flush_source_prepare (GSource *source,
                       gint    *timeout)
 {
-  flush_outgoing (((FlushSource *) source)->worker);
+  NatterCryptoWorker *self = ((FlushSource *) source)->worker;
+
+  flush_outgoing (self);
+  self->n_inline = 0;
   *timeout = -1;
   return FALSE;
 }
@@ -245,6 +252,15 @@ gboolean
 natter_crypto_worker_is_idle (NatterCryptoWorker *self)
 {
   return self->in_flight == 0;
+}
+
+gboolean
+natter_crypto_worker_claim_inline (NatterCryptoWorker *self)
+{
+  if (self->in_flight > 0 || self->n_inline >= INLINE_PER_ITERATION)
+    return FALSE;
+  self->n_inline++;
+  return TRUE;
 }
 
 gpointer

@@ -42,6 +42,10 @@ void                natter_crypto_worker_push (NatterCryptoWorker *self,
  * for done().  Work done inline while it is TRUE stays in order with the
  * jobs. */
 gboolean            natter_crypto_worker_is_idle   (NatterCryptoWorker *self);
+/* On the worker's context: TRUE, at most a few times per iteration of
+ * the context, when the worker is idle; for full-size datagrams, which
+ * are worth doing inline when they come alone but not in a stream. */
+gboolean            natter_crypto_worker_claim_inline (NatterCryptoWorker *self);
 
 /* On the worker's context: memory for a job of @size bytes, recycled
  * from earlier jobs when it is small (as a datagram is). */

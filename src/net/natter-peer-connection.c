@@ -537,6 +537,24 @@ inner_open_inline (Inner *inner,
          && natter_crypto_worker_is_idle (natter_transport_get_crypto_worker (inner->transport));
 }
 
+/* A packet sent while the worker is idle and nothing is in flight (a chat
+ * message on a quiet connection, a group message to a few peers) is sealed
+ * here: handing it over would cost a thread wake-up, the largest part of a
+ * round trip on an idle machine, and there is nothing it could overtake.
+ * Full-size packets only a few per iteration: sealed here, a bulk sender's
+ * stream would keep the worker idle, every next packet would qualify
+ * again, and a pure sender would never use its second thread. */
+static gboolean
+inner_seal_inline (Inner *inner,
+                   gsize  len)
+{
+  NatterCryptoWorker *worker = natter_transport_get_crypto_worker (inner->transport);
+
+  if (inner->seals_in_flight > 0 || !natter_crypto_worker_is_idle (worker))
+    return FALSE;
+  return len <= INLINE_MAX || natter_crypto_worker_claim_inline (worker);
+}
+
 static DatagramJob *
 datagram_job_new (Inner *inner,
                   gsize  len)
@@ -696,16 +714,7 @@ on_sctp_packet_out (NatterSctpAssociation *sctp,
 
   if (inner->finished || inner->channel == NULL)
     return;
-  /* A small packet sent while the worker is idle and nothing is in
-   * flight (a chat message on a quiet connection) is sealed here: handing
-   * it over would cost a thread wake-up, the largest part of a round trip
-   * on an idle machine, and there is nothing it could overtake.  Full-size
-   * packets always go to the worker: sealed here, they would keep it idle,
-   * so that every next one qualified again and a pure sender never used
-   * its second thread. */
-  if (inner_can_offload (inner) &&
-      !(len <= INLINE_MAX && inner->seals_in_flight == 0 &&
-        natter_crypto_worker_is_idle (natter_transport_get_crypto_worker (inner->transport))) &&
+  if (inner_can_offload (inner) && !inner_seal_inline (inner, len) &&
       inner_offload_seal (inner, data, len))
     return;
 

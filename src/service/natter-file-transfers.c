@@ -131,12 +131,19 @@ static void io_unref (Io *io);
 G_DEFINE_AUTOPTR_CLEANUP_FUNC (Io, io_unref)
 
 static void
+io_close (Io *io)
+{
+  if (io->fd >= 0)
+    close (io->fd);
+  io->fd = -1;
+}
+
+static void
 io_unref (Io *io)
 {
   if (io == NULL || !g_atomic_ref_count_dec (&io->ref))
     return;
-  if (io->fd >= 0)
-    close (io->fd);
+  io_close (io);
   g_free (io->path);
   g_free (io->folder);
   g_free (io->name);
@@ -334,8 +341,7 @@ job_run (Job *job)
           {
             job->err = EIO;
             job->message = g_strdup ("The file changed since it was offered");
-            close (io->fd);
-            io->fd = -1;
+            io_close (io);
           }
       }
       break;
@@ -469,8 +475,7 @@ job_run (Job *job)
         if (sodium_memcmp (digest, io->expected, sizeof digest) != 0)
           {
             job->mismatch = TRUE;
-            close (io->fd);
-            io->fd = -1;
+            io_close (io);
             unlink (io->path);
             break;
           }
@@ -487,24 +492,19 @@ job_run (Job *job)
             job_fail (job, job->err, "Cannot give the file its name");
             break;
           }
-        close (io->fd);
-        io->fd = -1;
+        io_close (io);
         fsync_folder (io->folder);
       }
       break;
 
     case JOB_DISCARD:
-      if (io->fd >= 0)
-        close (io->fd);
-      io->fd = -1;
+      io_close (io);
       if (io->path != NULL)
         unlink (io->path);
       break;
 
     case JOB_CLOSE:
-      if (io->fd >= 0)
-        close (io->fd);
-      io->fd = -1;
+      io_close (io);
       break;
 
     case JOB_HASH_FILE:
